@@ -1,0 +1,12 @@
+"""Quantized Flax NNX layers and their quantization spec."""
+
+from bnnjax.nn.layers import LatentWeight
+from bnnjax.nn.layers import QuantConv
+from bnnjax.nn.layers import QuantDense
+from bnnjax.nn.layers import ScaleFactor
+from bnnjax.nn.layers import conv_output_size
+from bnnjax.nn.spec import FP
+from bnnjax.nn.spec import METHODS
+from bnnjax.nn.spec import QuantSpec
+from bnnjax.nn.spec import method_spec
+from bnnjax.nn.spec import parse_method

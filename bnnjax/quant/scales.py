@@ -1,0 +1,130 @@
+"""Analytic scaling factors of XNOR-Net (SPEC §2) and cross-filter compression (SPEC §3).
+
+Kernels use Flax's layout: a conv kernel is ``(kh, kw, c_in, c_out)``, a dense
+kernel ``(d_in, d_out)``; in both a *filter* is ``kernel[..., o]``. All functions are
+pure and differentiable, so autodiff through them gives XNOR-Net's exact gradient.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jax.typing import ArrayLike
+
+
+def _check_group_size(c_out: int, group_size: int) -> None:
+  if not isinstance(group_size, int) or group_size < 1:
+    raise ValueError(f"group_size must be a positive integer, got {group_size!r}.")
+  if c_out % group_size != 0:
+    raise ValueError(
+        f"Cross-filter group_size={group_size} does not divide the number of "
+        f"filters c_out={c_out}; choose a group_size that divides {c_out}.")
+
+
+def xnor_weight_scale(kernel: ArrayLike) -> jax.Array:
+  """XNOR-Net / BWN per-filter factor ``alpha_o = mean(|W[..., o]|)``.
+
+  Args:
+    kernel: conv ``(kh, kw, c_in, c_out)`` or dense ``(d_in, d_out)`` kernel (any rank
+      ≥ 1; the last axis indexes filters).
+
+  Returns:
+    ``(c_out,)`` array: the least-squares optimal ``alpha`` for ``W ≈ alpha·sign(W)``.
+  """
+  kernel = jnp.asarray(kernel)
+  return jnp.mean(jnp.abs(kernel), axis=tuple(range(kernel.ndim - 1)))
+
+
+def cross_filter_scale(kernel: ArrayLike, group_size: int) -> jax.Array:
+  """Cross-filter (CF-n) shared factor, one per group of ``n`` adjacent filters.
+
+  ``alpha_g = mean(|W[..., G_g]|)`` over every element of the filters
+  ``G_g = {g·n, …, g·n + n − 1}`` (paper §4.1), which for fixed ``B = sign(W)``
+  minimises ``Σ_{i∈G_g} ||W_i − alpha·B_i||²``. Each filter carries its group's
+  factor, so the result has shape ``(c_out,)``; ``group_size=1`` is
+  :func:`xnor_weight_scale`.
+
+  Raises:
+    ValueError: if ``c_out % group_size != 0`` (the message names both numbers).
+  """
+  # All filters have the same size, so the group's mean |W| is the mean of the
+  # filters' means; computing it that way makes group_size=1 bit-identical to
+  # xnor_weight_scale (no different float reduction order).
+  return cross_filter_from_filterwise(xnor_weight_scale(kernel), group_size)
+
+
+def cross_filter_from_filterwise(alpha: ArrayLike, group_size: int) -> jax.Array:
+  """CF-n factors from filter-wise factors alone (paper §4.4, Eqs. 14-16).
+
+  With ``alpha_i = mean|W_i|`` of a pre-trained filter-wise (BWN/XNOR) model and
+  equal-sized filters, the cross-filter optimum is ``alpha_g = (1/n) Σ_{i∈G_g} alpha_i``
+  with ``B`` unchanged: no full-precision weights are needed.
+
+  Args:
+    alpha: ``(c_out,)`` filter-wise factors.
+    group_size: ``n``; must divide ``c_out``.
+
+  Returns:
+    ``(c_out,)`` array, each filter carrying its group's shared factor.
+  """
+  alpha = jnp.asarray(alpha)
+  if alpha.ndim != 1:
+    raise ValueError(f"alpha must have shape (c_out,), got shape {alpha.shape}.")
+  c_out = alpha.shape[0]
+  _check_group_size(c_out, group_size)
+  shared = jnp.mean(alpha.reshape(c_out // group_size, group_size), axis=1)
+  return jnp.repeat(shared, group_size)
+
+
+def _normalize_padding(padding, kernel_size, strides, in_hw):
+  if isinstance(padding, str):
+    padding = padding.upper()
+    if padding not in ("SAME", "VALID"):
+      raise ValueError(f"padding must be 'SAME', 'VALID' or explicit pairs, got {padding!r}.")
+    return lax.padtype_to_pads(in_hw, kernel_size, strides, padding)
+  return [tuple(p) for p in padding]
+
+
+def activation_scale(
+    x: ArrayLike,
+    kernel_size: Sequence[int],
+    strides: Sequence[int] = (1, 1),
+    padding: str | Sequence[tuple[int, int]] = "SAME",
+) -> jax.Array:
+  """XNOR-Net's activation scale map ``K = A ⊛ k`` (SPEC §2).
+
+  ``A = mean_c |I|`` per spatial position and ``k`` is a ``kh × kw`` box filter of
+  value ``1/(kh·kw)`` applied with the conv's stride and zero padding, so ``K[n, i, j]``
+  is the mean of ``|I|`` over the receptive field of output position ``(i, j)`` (padded
+  taps count as zeros).
+
+  Args:
+    x: NHWC input.
+    kernel_size: ``(kh, kw)`` of the convolution being approximated.
+    strides: its strides.
+    padding: ``"SAME"``, ``"VALID"`` or explicit ``((lo, hi), (lo, hi))``.
+
+  Returns:
+    ``(N, H_out, W_out, 1)`` array.
+  """
+  x = jnp.asarray(x)
+  if x.ndim != 4:
+    raise ValueError(f"activation_scale expects NHWC input, got shape {x.shape}.")
+  kernel_size = tuple(kernel_size)
+  strides = tuple(strides)
+  a = jnp.mean(jnp.abs(x), axis=-1, keepdims=True)
+  pads = _normalize_padding(padding, kernel_size, strides, x.shape[1:3])
+  summed = lax.reduce_window(
+      a, jnp.zeros((), a.dtype), lax.add,
+      window_dimensions=(1, *kernel_size, 1),
+      window_strides=(1, *strides, 1),
+      padding=((0, 0), *pads, (0, 0)))
+  return summed / (kernel_size[0] * kernel_size[1])
+
+
+def dense_activation_scale(x: ArrayLike) -> jax.Array:
+  """XNOR-Net's activation scale for a dense layer: ``K = mean_d |x|``, shape ``(..., 1)``."""
+  return jnp.mean(jnp.abs(jnp.asarray(x)), axis=-1, keepdims=True)
