@@ -265,7 +265,7 @@ def from_arrays(images: np.ndarray, labels: np.ndarray, *, batch_size: int,
 def make_pipeline(name: str, *, split: str, batch_size: int, train: bool, seed: int,
                   data_dir: str | os.PathLike | None = None,
                   num_examples: int | None = None, image_size: int | None = None,
-                  drop_remainder: bool | None = None) -> Pipeline:
+                  drop_remainder: bool | None = None, augment: bool = True) -> Pipeline:
   """The batches of ``split`` of dataset ``name`` (see the module docstring).
 
   Args:
@@ -282,6 +282,8 @@ def make_pipeline(name: str, *, split: str, batch_size: int, train: bool, seed: 
     image_size: output side; MNIST-like and CIFAR images are resized once (e.g.
       28 -> 32), ImageNet crops are ``image_size`` instead of 224.
     drop_remainder: drop the last partial batch of each pass (default: ``train``).
+    augment: apply the dataset's training augmentation when ``train``; False trains
+      on un-augmented images (ImageNet-like data then gets the eval resize/crop).
 
   Raises:
     ValueError: unknown dataset name or split, invalid batch size or seed.
@@ -304,11 +306,11 @@ def make_pipeline(name: str, *, split: str, batch_size: int, train: bool, seed: 
   else:
     size = image_size or rec.image_size
     loader = RecordLoader(source, num_examples=n, augment_kind=rec.augment,
-                          size=size, train=train)
+                          size=size, train=train and augment)
   mean, std = rec.mean, rec.std
   if len(mean) != loader.image_shape[-1]:  # e.g. grey images, colour statistics
     mean = (float(np.mean(mean)),) * loader.image_shape[-1]
     std = (float(np.mean(std)),) * loader.image_shape[-1]
   return Pipeline(loader, batch_size=batch_size, train=train, seed=seed, mean=mean,
-                  std=std, augment_kind=rec.augment, drop_remainder=drop_remainder,
-                  name=name, split=split)
+                  std=std, augment_kind=rec.augment if augment else "none",
+                  drop_remainder=drop_remainder, name=name, split=split)

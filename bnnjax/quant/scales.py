@@ -11,6 +11,7 @@ from typing import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 from jax.typing import ArrayLike
 
@@ -117,8 +118,10 @@ def activation_scale(
   strides = tuple(strides)
   a = jnp.mean(jnp.abs(x), axis=-1, keepdims=True)
   pads = _normalize_padding(padding, kernel_size, strides, x.shape[1:3])
+  # A concrete (numpy) init value lets JAX recognise the sum monoid, which has a
+  # transpose rule; a traced one (inside jit) would not be differentiable.
   summed = lax.reduce_window(
-      a, jnp.zeros((), a.dtype), lax.add,
+      a, np.zeros((), a.dtype), lax.add,
       window_dimensions=(1, *kernel_size, 1),
       window_strides=(1, *strides, 1),
       padding=((0, 0), *pads, (0, 0)))

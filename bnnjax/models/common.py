@@ -1,0 +1,177 @@
+"""Pieces every model shares: the binary-input rule, batch norm, geometry checks.
+
+**The binary-input rule** (implemented once, here, by :func:`input_activation` and
+:class:`PreAct`). A layer whose :class:`~bnnjax.nn.QuantSpec` binarises its input
+(XNOR, XNOR-CF, XNOR-Net++) applies ``sign`` inside the layer, so it must be preceded
+by batch norm and *never* by ReLU: ``sign(relu(x)) = +1`` for every ``x``, which would
+carry no information at all. The layers are therefore ordered
+
+* binary input:          ``BN → (sign inside QuantConv) → conv``  (XNOR-Net §3.2 block)
+* full-precision input:  ``BN → ReLU → conv``  (pre-activation, He et al. 2016)
+
+for FP, BWN and BW-CF layers. Every model builds the input side of its hidden layers
+with :class:`PreAct`, so the rule cannot be broken by one model forgetting it.
+
+First and last layers (SPEC §2, cross-filter paper §6.3): they are full precision
+(:data:`~bnnjax.nn.FP`) unless ``quantize_first`` / ``quantize_last``, see
+:func:`endpoint_specs`.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from bnnjax.nn.spec import FP
+from bnnjax.nn.spec import QuantSpec
+
+BN_MOMENTUM = 0.9
+BN_EPSILON = 1e-5
+
+
+def _identity(x: jax.Array) -> jax.Array:
+  return x
+
+
+def input_activation(spec: QuantSpec) -> Callable[[jax.Array], jax.Array]:
+  """The activation between batch norm and a layer quantized by ``spec``.
+
+  Identity when the spec binarises its input (the layer's own ``sign`` is the
+  activation; a ReLU before it would make every binary input +1), ReLU otherwise
+  (FP, BWN, BW-CF: pre-activation ``BN → ReLU → conv``).
+  """
+  return _identity if spec.binary_input else jax.nn.relu
+
+
+def batch_norm(num_features: int, *, rngs: nnx.Rngs) -> nnx.BatchNorm:
+  """``nnx.BatchNorm`` with the framework's momentum 0.9 and epsilon 1e-5."""
+  return nnx.BatchNorm(num_features, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
+                       rngs=rngs)
+
+
+class PreAct(nnx.Module):
+  """The input side of a layer quantized by ``spec``: batch norm, then its activation.
+
+  ``BN → ReLU`` for a full-precision-input spec, ``BN`` alone for a binary-input spec
+  (the layer applies ``sign``), see :func:`input_activation`.
+
+  Optional dropout sits right before the layer for full-precision input (``BN → ReLU
+  → dropout → conv``, as in Zagoruyko & Komodakis 2016 and Krizhevsky et al. 2012).
+  For binary input it comes *before* the batch norm (``dropout → BN → sign``): a
+  dropped zero right before ``sign`` would always become +1, a fixed value instead of
+  a dropped one.
+
+  Args:
+    num_features: channels (last axis) of the input.
+    spec: the spec of the layer this feeds.
+    dropout: dropout rate; 0 for none. Needs an rng stream ``dropout`` in ``rngs``.
+    rngs: ``nnx.Rngs``.
+  """
+
+  def __init__(self, num_features: int, spec: QuantSpec, *, dropout: float = 0.0,
+               rngs: nnx.Rngs):
+    if not 0.0 <= dropout < 1.0:
+      raise ValueError(f"dropout={dropout!r}; allowed values are 0 <= dropout < 1.")
+    self.binary_input = spec.binary_input
+    self.activation = input_activation(spec)
+    self.norm = batch_norm(num_features, rngs=rngs)
+    drop = None
+    if dropout > 0:
+      try:
+        drop = nnx.Dropout(dropout, rngs=rngs)
+      except KeyError as e:
+        raise ValueError(
+            f"dropout={dropout} needs an rng stream 'dropout' in rngs, e.g. "
+            "nnx.Rngs(params=0, dropout=1).") from e
+    self.dropout = drop
+
+  def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+    if self.dropout is not None and self.binary_input:
+      x = self.dropout(x, deterministic=not train)
+    x = self.activation(self.norm(x, use_running_average=not train))
+    if self.dropout is not None and not self.binary_input:
+      x = self.dropout(x, deterministic=not train)
+    return x
+
+
+class InputNorm(nnx.Module):
+  """Batch norm on the raw input of a first layer that binarises its input.
+
+  The binary-input rule applied to the first layer: ``sign`` of an un-normalised image
+  is mostly constant, so a binary-input first layer (``quantize_first`` with an XNOR
+  spec) gets a batch norm before it, never a ReLU. A full-precision-input first layer
+  sees the image as it is.
+  """
+
+  def __init__(self, num_features: int, *, rngs: nnx.Rngs):
+    self.norm = batch_norm(num_features, rngs=rngs)
+
+  def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+    return self.norm(x, use_running_average=not train)
+
+
+def first_layer_norm(spec: QuantSpec, num_features: int, *,
+                     rngs: nnx.Rngs) -> InputNorm | None:
+  """:class:`InputNorm` when the first layer's ``spec`` binarises its input, else None."""
+  return InputNorm(num_features, rngs=rngs) if spec.binary_input else None
+
+
+def endpoint_specs(spec: QuantSpec, *, quantize_first: bool,
+                   quantize_last: bool) -> tuple[QuantSpec, QuantSpec]:
+  """Specs of the first and last layer: ``FP`` unless the matching flag is set."""
+  return (spec if quantize_first else FP), (spec if quantize_last else FP)
+
+
+def check_model_args(*, num_classes, input_shape, spec) -> tuple[int, int, int]:
+  """Validates the arguments common to every model; returns ``input_shape``."""
+  if not isinstance(num_classes, int) or num_classes < 1:
+    raise ValueError(f"num_classes={num_classes!r}; allowed values are integers >= 1.")
+  shape = tuple(input_shape)
+  if len(shape) != 3 or not all(isinstance(d, int) and d >= 1 for d in shape):
+    raise ValueError(
+        f"input_shape={input_shape!r} must be (H, W, C) with positive integers.")
+  if not isinstance(spec, QuantSpec):
+    raise TypeError(f"spec must be a QuantSpec, got {type(spec).__name__}.")
+  return shape
+
+
+def check_spatial(hw: Sequence[int], input_shape, where: str) -> tuple[int, int]:
+  """Raises a ValueError naming ``input_shape`` when a feature map has vanished."""
+  hw = tuple(int(d) for d in hw)
+  if min(hw) < 1:
+    raise ValueError(
+        f"input_shape={tuple(input_shape)} is too small for this model: the feature "
+        f"map after {where} would be {hw}.")
+  return hw
+
+
+def pool_output_size(hw: Sequence[int], window: int, stride: int,
+                     padding: int | str) -> tuple[int, int]:
+  """Spatial size after a ``window``/``stride`` pool with symmetric int or "SAME" pad."""
+  if padding == "SAME":
+    return tuple(-(-d // stride) for d in hw)
+  return tuple((d + 2 * padding - window) // stride + 1 for d in hw)
+
+
+def pool(x: jax.Array, kind: str, window: int, stride: int,
+         padding: int | str) -> jax.Array:
+  """Max or average pool of an NHWC tensor (symmetric int padding or ``"SAME"``).
+
+  Max pooling pads with ``-inf``; average pooling with explicit padding counts the
+  padded zeros (Caffe/PyTorch default), with ``"SAME"`` it averages real pixels only.
+  """
+  pads = padding if padding == "SAME" else ((padding, padding), (padding, padding))
+  if kind == "max":
+    return nnx.max_pool(x, (window, window), (stride, stride), pads)
+  if kind == "avg":
+    return nnx.avg_pool(x, (window, window), (stride, stride), pads,
+                        count_include_pad=padding != "SAME")
+  raise ValueError(f"pool kind={kind!r}; allowed values are 'max', 'avg'.")
+
+
+def global_average_pool(x: jax.Array) -> jax.Array:
+  """``(N, H, W, C) → (N, C)``."""
+  return jnp.mean(x, axis=(1, 2))

@@ -1,0 +1,308 @@
+"""The trainer: ``train_and_evaluate(config, workdir)``.
+
+One readable loop in marked sections (big_vision style): set-up (config checks, data,
+model, loss terms, optimizer), restore, a jit-compiled train step over the NNX state
+(split once, plain ``jax.jit``, donated buffers), logging with NaN checks, checkpoints,
+and the final evaluation. The model is split into ``params`` (every ``nnx.Param``,
+including ``LatentWeight`` and ``ScaleFactor``) and ``rest`` (batch statistics, RNG
+state and any other variables, e.g. BONN's class centres); the optimizer sees only
+``params``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from tqdm import tqdm
+
+from bnnjax import data as data_lib
+from bnnjax import models
+from bnnjax import nn
+from bnnjax.train import checkpoint as ckpt_lib
+from bnnjax.train import loss_terms as loss_lib
+from bnnjax.train import optim
+from bnnjax.train.writers import MetricWriter
+
+# Fields that may change between a run and its resumption without changing results.
+RESUMABLE_FIELDS = ("log_every_steps", "checkpoint_every_steps", "progress", "data_dir",
+                    "eval_every_steps", "keep_checkpoints")
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: Any
+  rest: Any
+  opt_state: Any
+
+
+# ----------------------------------------------------------------------------- set-up
+def quant_spec(config) -> nn.QuantSpec:
+  """The layers' :class:`QuantSpec` from ``config.method`` and its options."""
+  kw = {}
+  for field in ("group_size", "gamma_case", "input_quantizer", "kernel_quantizer",
+                "pad_value"):
+    if config.get(field, None) is not None:
+      kw[field] = config[field]
+  try:
+    return nn.method_spec(config.method, **kw)
+  except ValueError as e:
+    raise ValueError(f"config.method={config.method!r}: {e}") from e
+
+
+def build_model(config, info: data_lib.DatasetInfo) -> nnx.Module:
+  """The model named ``config.model_name``; configuration errors name their field."""
+  spec = quant_spec(config)
+  kwargs = dict(config.get("model_kwargs", None) or {})
+  try:
+    return models.get_model(
+        config.model_name, num_classes=info.num_classes, input_shape=info.image_shape,
+        spec=spec, quantize_first=config.get("quantize_first", False),
+        quantize_last=config.get("quantize_last", False),
+        rngs=nnx.Rngs(params=config.seed, dropout=config.seed + 1), **kwargs)
+  except ValueError as e:
+    msg = str(e)
+    if "group_size" in msg and "config." not in msg:
+      field = (f"config.group_size={config.group_size}" if config.get("group_size")
+               else f"config.method={config.method!r}")
+      msg = f"{field}: {msg}"
+    raise ValueError(msg) from e
+
+
+def _check_workdir_config(workdir: str, config) -> None:
+  """Refuses to resume a run whose saved config differs in a field that matters."""
+  path = os.path.join(workdir, "config.json")
+  current = json.loads(config.to_json_best_effort())
+  if os.path.exists(path):
+    with open(path) as f:
+      saved = json.load(f)
+    keys = (set(saved) | set(current)) - set(RESUMABLE_FIELDS)
+    diff = sorted(k for k in keys if saved.get(k) != current.get(k))
+    if diff:
+      details = ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in diff)
+      raise ValueError(
+          f"--workdir={workdir} holds a run with a different config ({details}). "
+          "Resume it with its own config, or use a new --workdir; nothing was "
+          "changed.")
+  else:
+    os.makedirs(workdir, exist_ok=True)
+    with open(path, "w") as f:
+      json.dump(current, f, indent=2, sort_keys=True)
+
+
+def _steps(config, info) -> tuple[int, int]:
+  steps_per_epoch = max(_num_train(config, info) // config.batch_size, 1)
+  if config.get("num_train_steps", None):
+    total = int(config.num_train_steps)
+  else:
+    total = int(round(config.num_epochs * steps_per_epoch))
+  if total < 1:
+    raise ValueError("config.num_epochs / num_train_steps give no training step.")
+  return steps_per_epoch, total
+
+
+def _num_train(config, info) -> int:
+  n = config.get("num_train_examples", None)
+  return min(n, info.num_train) if n else info.num_train
+
+
+# ------------------------------------------------------------------------ the steps
+def _forward(graphdef, params, rest, batch, train):
+  # Rebuild the non-Param variables at this trace level: BatchNorm (and loss terms)
+  # update them in place, which NNX allows only for variables of the current trace.
+  rest = jax.tree.map(lambda x: x, rest)
+  model = nnx.merge(graphdef, params, rest)
+  logits, features = model(batch["image"], train=train, return_features=True)
+  return model, {"logits": logits, "features": features}
+
+
+def _accuracy_counts(logits, labels):
+  top1 = jnp.sum(jnp.argmax(logits, -1) == labels)
+  k = min(5, logits.shape[-1])
+  _, topk = jax.lax.top_k(logits, k)
+  top5 = jnp.sum(jnp.any(topk == labels[:, None], axis=-1))
+  return top1, top5
+
+
+def make_train_step(graphdef, tx, terms, schedules, latent_flags, clip_latent):
+  """The jit-compiled step: loss (CE + Σ weight·term), gradient, update, clipping."""
+
+  def loss_fn(params, rest, batch):
+    model, outputs = _forward(graphdef, params, rest, batch, train=True)
+    labels = batch["label"]
+    ce = optax.softmax_cross_entropy_with_integer_labels(outputs["logits"], labels).mean()
+    metrics = {"loss/ce": ce}
+    total = ce
+    for term in terms:
+      value = term.fn(model, batch, outputs)
+      metrics[f"loss/{term.name}"] = value
+      total = total + term.weight * value
+    metrics["loss/total"] = total
+    top1, top5 = _accuracy_counts(outputs["logits"], labels)
+    n = labels.shape[0]
+    metrics["train/top1"] = top1 / n
+    metrics["train/top5"] = top5 / n
+    new_rest = nnx.split(model, nnx.Param, ...)[2]
+    return total, (metrics, new_rest)
+
+  def step_fn(state: TrainState, batch):
+    grads, (metrics, rest) = jax.grad(loss_fn, has_aux=True)(state.params, state.rest, batch)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    if clip_latent:
+      leaves, treedef = jax.tree.flatten(params)
+      leaves = [jnp.clip(x, -clip_latent, clip_latent) if f else x
+                for x, f in zip(leaves, latent_flags)]
+      params = jax.tree.unflatten(treedef, leaves)
+    metrics["grad_norm"] = optax.global_norm(grads)
+    metrics["update_norm"] = optax.global_norm(updates)
+    for name, sched in schedules.items():
+      metrics["lr" if name == "default" else f"lr/{name}"] = sched(state.step)
+    return TrainState(state.step + 1, params, rest, opt_state), metrics
+
+  return jax.jit(step_fn, donate_argnums=(0,))
+
+
+def make_eval_step(graphdef):
+  def eval_fn(params, rest, batch):
+    _, outputs = _forward(graphdef, params, rest, batch, train=False)
+    logits = outputs["logits"]
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).sum()
+    top1, top5 = _accuracy_counts(logits, batch["label"])
+    return {"loss": loss, "top1": top1, "top5": top5, "count": batch["label"].shape[0]}
+  return jax.jit(eval_fn)
+
+
+def evaluate(eval_step, state, config, info) -> dict[str, float]:
+  """Top-1/top-5 and loss over the test split (each example once)."""
+  pipe = data_lib.make_pipeline(
+      config.dataset, split=info.splits[1], batch_size=config.get("eval_batch_size", 256),
+      train=False, seed=config.seed, data_dir=config.get("data_dir", None),
+      num_examples=config.get("num_test_examples", None),
+      image_size=config.get("image_size", None))
+  totals = {"loss": 0.0, "top1": 0.0, "top5": 0.0, "count": 0.0}
+  for batch in pipe:
+    out = jax.device_get(eval_step(state.params, state.rest,
+                                   jax.tree.map(jnp.asarray, batch)))
+    for k in totals:
+      totals[k] += float(out[k])
+  n = max(totals["count"], 1.0)
+  return {"test/loss": totals["loss"] / n, "test/top1": totals["top1"] / n,
+          "test/top5": totals["top5"] / n, "test/count": totals["count"]}
+
+
+# ----------------------------------------------------------------------------- loop
+def train_and_evaluate(config, workdir: str) -> dict[str, float]:
+  """Trains ``config`` in ``workdir`` (resuming from its last checkpoint) and evaluates.
+
+  Returns the final test metrics; also writes ``workdir/results.json``.
+
+  Raises:
+    ValueError: for a configuration error (the message names the field), before any
+      training.
+    FloatingPointError: when the loss becomes NaN/Inf; the last good checkpoint is kept.
+  """
+  # --- Config checks and set-up: everything that can fail on a bad config comes first.
+  optim.validate(config)
+  info = data_lib.dataset_info(config.dataset, data_dir=config.get("data_dir", None),
+                               image_size=config.get("image_size", None))
+  model = build_model(config, info)
+  terms = loss_lib.build_loss_terms(model, config)
+  steps_per_epoch, total_steps = _steps(config, info)
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  tx, schedules = optim.make_optimizer(config, params, steps_per_epoch, total_steps)
+  _check_workdir_config(workdir, config)
+  latent_flags = [isinstance(v, nn.LatentWeight) for v in jax.tree.leaves(
+      params, is_leaf=lambda x: isinstance(x, nnx.Variable))]
+  state = TrainState(jnp.zeros((), jnp.int32), params, rest, tx.init(params))
+  del model
+
+  # --- Restore.
+  checkpointer = ckpt_lib.Checkpointer(workdir, config.get("keep_checkpoints", 2))
+  if checkpointer.latest_step() is not None:
+    state = checkpointer.restore(state)
+    print(f"Resuming from the checkpoint of step {int(state.step)} in {workdir}",
+          flush=True)
+  start = int(state.step)
+
+  train_step = make_train_step(graphdef, tx, terms, schedules, latent_flags,
+                               config.get("clip_latent", None))
+  eval_step = make_eval_step(graphdef)
+  writer = MetricWriter(workdir, tensorboard=config.get("tensorboard", True))
+  pipe = data_lib.make_pipeline(
+      config.dataset, split=info.splits[0], batch_size=config.batch_size, train=True,
+      seed=config.seed, data_dir=config.get("data_dir", None),
+      num_examples=config.get("num_train_examples", None),
+      image_size=config.get("image_size", None), augment=config.get("augment", True))
+
+  log_every = config.get("log_every_steps", 50)
+  ckpt_every = config.get("checkpoint_every_steps", 500)
+  eval_every = config.get("eval_every_steps", 0)
+  pending: list[dict] = []
+  last_log = (time.perf_counter(), start)
+
+  def flush(step: int) -> dict[str, float]:
+    """Writes the averaged pending metrics; stops the run on a NaN/Inf loss."""
+    nonlocal pending, last_log
+    if not pending:
+      return {}
+    host = jax.device_get(pending)
+    pending = []
+    avg = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
+    now = time.perf_counter()
+    avg["examples_per_second"] = (step - last_log[1]) * config.batch_size / (now - last_log[0])
+    avg["epoch"] = step / steps_per_epoch
+    last_log = (now, step)
+    writer.write(step, avg)
+    if not all(np.isfinite(m["loss/total"]) for m in host):
+      writer.flush()
+      kept = checkpointer.latest_step()
+      raise FloatingPointError(
+          f"The training loss became NaN or Inf before step {step}; stopping. "
+          + (f"The last good checkpoint (step {kept}) is kept in {checkpointer.directory}."
+             if kept is not None else "No checkpoint had been written yet."))
+    return avg
+
+  # --- Train.
+  progress = tqdm(total=total_steps, initial=start, disable=not config.get("progress", True),
+                  desc=f"{config.model_name}/{config.method}", dynamic_ncols=True)
+  batches = pipe.iterate(start)
+  for step in range(start + 1, total_steps + 1):
+    batch = jax.tree.map(jnp.asarray, next(batches))
+    state, metrics = train_step(state, batch)
+    pending.append(metrics)
+    progress.update(1)
+    if step % log_every == 0 or step == total_steps:
+      logged = flush(step)
+      progress.set_postfix(loss=f"{logged['loss/total']:.4f}",
+                           top1=f"{logged['train/top1']:.3f}")
+    if step % ckpt_every == 0 or step == total_steps:
+      flush(step)  # never checkpoint a state whose loss was not checked
+      checkpointer.save(step, state)
+    if eval_every and step % eval_every == 0 and step != total_steps:
+      writer.write(step, evaluate(eval_step, state, config, info))
+  progress.close()
+
+  # --- Final evaluation.
+  results = evaluate(eval_step, state, config, info)
+  writer.write(total_steps, results)
+  writer.close()
+  checkpointer.close()
+  results = {**results, "step": total_steps}
+  with open(os.path.join(workdir, "results.json"), "w") as f:
+    json.dump(results, f, indent=2)
+  print(f"FINAL {config.model_name} {config.method} on {config.dataset}: "
+        f"test top-1 {results['test/top1']:.2%}, top-5 {results['test/top5']:.2%} "
+        f"({int(results['test/count'])} examples, {total_steps} steps) -> {workdir}",
+        flush=True)
+  return results
+

@@ -1,0 +1,39 @@
+"""BONN's WRN-22 (BONN §4.1, Table 3).
+
+Default: embedded MNIST, WRN-22 16-16-32-64, one epoch on a 2-core CPU; XNOR binary
+layers until the BONN losses land. ``:paper``: CIFAR-10, SGD momentum 0.9, lr 0.01 ×0.8
+every 60 epochs, 200 epochs (SPEC §5); add ``wide`` for 64-64-128-256 with dropout 0.3,
+``dataset=cifar100`` for CIFAR-100, ``method=...`` for another method.
+"""
+
+from configs import common
+
+
+def get_config(arg=None):
+  args = common.parse_arg(arg, paper=False, wide=False, dataset="", method="xnor")
+  c = common.base_config()
+  c.model_name = "wrn22"
+  c.method = args.method
+  if args.wide:
+    c.model_kwargs.widths = (64, 64, 128, 256)
+    c.model_kwargs.dropout = 0.3
+  else:
+    c.model_kwargs.widths = (16, 16, 32, 64)
+    c.model_kwargs.dropout = 0.0
+  if args.paper:
+    c.dataset = "cifar10"
+    c.batch_size = 128
+    c.num_epochs = 200.0
+    c.optimizer = "sgd"
+    c.lr = 0.01
+    c.schedule = "step"
+    c.decay_every_epochs = 60.0
+    c.decay_factor = 0.8
+    c.checkpoint_every_steps = 2000
+  else:
+    c.num_epochs = 1.0
+    c.lr = 2e-3
+    c.eval_batch_size = 1000
+  if args.dataset:
+    c.dataset = args.dataset
+  return c

@@ -1,0 +1,25 @@
+"""Cross-filter NIN on CIFAR-10 (cross-filter paper §5.2.1, Tables 3-4).
+
+``:paper``: CIFAR-10, no augmentation, batch 128, 320 epochs, lr 0.01 ÷10 at epochs
+120, 200, 240, 280. The paper does not name the optimizer: SGD with momentum 0.9 here
+(an assumption). Example: ``--config=configs/cf_nin.py:method=bw_cf,n=2,first``.
+"""
+
+from configs import common
+
+
+def _paper(c):
+  c.dataset = "cifar10"
+  c.augment = False
+  c.batch_size = 128
+  c.num_epochs = 320.0
+  c.optimizer = "sgd"
+  c.lr = 0.01
+  c.schedule = "step"
+  c.decay_epochs = (120, 200, 240, 280)
+  c.checkpoint_every_steps = 2000
+
+
+def get_config(arg=None):
+  return common.cross_filter_config(arg, model_name="nin",
+                                    small_kwargs={"width_mult": 0.25}, paper_fn=_paper)

@@ -1,0 +1,151 @@
+"""Shared pieces of the configs: the base config and big_vision-style argument parsing.
+
+Every config file is ``get_config(arg=None)``; ``arg`` is the text after ``:`` in
+``--config=configs/x.py:arg``, a comma-separated list of ``key=value`` or bare flags
+(``--config=configs/xnorpp_resnet18.py:case=3,paper``).
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+
+def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
+  """Parses ``"k1=v1,flag"`` into a ConfigDict over ``defaults`` (values typed like them).
+
+  A bare ``flag`` sets a boolean default to True; an unknown key is an error naming it.
+  """
+  out = ml_collections.ConfigDict(defaults)
+  if not arg:
+    return out
+  for item in arg.split(","):
+    item = item.strip()
+    if not item:
+      continue
+    key, _, value = item.partition("=")
+    if key not in defaults:
+      raise ValueError(
+          f"Unknown config argument {key!r}; allowed arguments are {sorted(defaults)}.")
+    default = defaults[key]
+    if not _:
+      if not isinstance(default, bool):
+        raise ValueError(f"Config argument {key!r} needs a value ({key}=...).")
+      out[key] = True
+    elif isinstance(default, bool):
+      out[key] = value.lower() in ("1", "true", "yes")
+    elif isinstance(default, int):
+      out[key] = int(value)
+    elif isinstance(default, float):
+      out[key] = float(value)
+    else:
+      out[key] = value
+  return out
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Every field the trainer reads, with defaults for a small CPU run on MNIST."""
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  # Data (tfds names; mnist and fashion_mnist are prepared from registry packages).
+  c.dataset = "mnist"
+  c.data_dir = ml_collections.FieldReference(None, field_type=str)
+  c.num_train_examples = ml_collections.FieldReference(None, field_type=int)
+  c.num_test_examples = ml_collections.FieldReference(None, field_type=int)
+  c.image_size = ml_collections.FieldReference(None, field_type=int)
+  c.augment = True  # the dataset's training augmentation (CIFAR crop+flip, ImageNet RRC)
+  # Model and quantization method (bnnjax.nn.method_spec names).
+  c.model_name = "resnet18"
+  c.model_kwargs = ml_collections.ConfigDict()
+  c.method = "xnor"
+  c.group_size = ml_collections.FieldReference(None, field_type=int)
+  c.gamma_case = ml_collections.FieldReference(None, field_type=int)
+  c.input_quantizer = ml_collections.FieldReference(None, field_type=str)
+  c.kernel_quantizer = ml_collections.FieldReference(None, field_type=str)
+  c.pad_value = ml_collections.FieldReference(None, field_type=float)
+  c.quantize_first = False
+  c.quantize_last = False
+  # Optimisation.
+  c.batch_size = 128
+  c.eval_batch_size = 500
+  c.num_epochs = 1.0
+  c.num_train_steps = ml_collections.FieldReference(None, field_type=int)
+  c.optimizer = "adam"
+  c.lr = 1e-3
+  c.momentum = 0.9
+  c.nesterov = False
+  c.weight_decay = 0.0
+  c.schedule = "cosine"
+  c.decay_every_epochs = 30.0
+  c.decay_epochs = ml_collections.FieldReference(None, field_type=tuple)
+  c.decay_factor = 0.1
+  c.warmup_epochs = 0.0
+  c.group_lr = ml_collections.ConfigDict()
+  c.clip_latent = ml_collections.FieldReference(None, field_type=float)
+  c.grad_clip_norm = ml_collections.FieldReference(None, field_type=float)
+  c.loss_terms = ml_collections.ConfigDict()
+  # Bookkeeping.
+  c.log_every_steps = 50
+  c.checkpoint_every_steps = 200
+  c.eval_every_steps = 0
+  c.keep_checkpoints = 2
+  c.progress = True
+  c.tensorboard = True
+  return c
+
+
+CF_METHODS = ("bw_cf", "xnor_cf")
+
+
+def set_method(c: ml_collections.ConfigDict, method: str, n: int = 0) -> None:
+  """Sets ``c.method`` (and ``c.group_size`` for cross-filter methods from ``n``)."""
+  c.method = method
+  if method in CF_METHODS:
+    if n < 1:
+      raise ValueError(f"Config argument n={n}: method={method!r} needs n >= 1.")
+    c.group_size = n
+  elif n:
+    raise ValueError(f"Config argument n={n} applies only to {list(CF_METHODS)}, "
+                     f"not method={method!r}.")
+
+
+def imagenet_paper(c: ml_collections.ConfigDict, *, batch_size: int, epochs: float,
+                   optimizer: str, lr: float, weight_decay: float,
+                   decay_every_epochs: float) -> None:
+  """ImageNet at 224 with a step schedule (÷10 every ``decay_every_epochs``)."""
+  c.dataset = "imagenet2012"
+  c.batch_size = batch_size
+  c.num_epochs = epochs
+  c.optimizer = optimizer
+  c.lr = lr
+  c.weight_decay = weight_decay
+  c.schedule = "step"
+  c.decay_every_epochs = decay_every_epochs
+  c.decay_factor = 0.1
+  c.eval_batch_size = 250
+  c.log_every_steps = 100
+  c.checkpoint_every_steps = 2000
+
+
+def cross_filter_config(arg, *, model_name: str, small_kwargs: dict,
+                        paper_fn) -> ml_collections.ConfigDict:
+  """The cross-filter paper's configs: ``method`` (``bw_cf``, ``xnor_cf``, ``bwn``,
+  ``xnor``, ``fp``) and ``n`` as arguments, plus ``first``/``last`` to quantize the
+  first/last layer (§6.3), ``paper`` for the paper's dataset and schedule, and
+  ``dataset=...``. Default: the embedded MNIST with a narrow model, one epoch."""
+  args = parse_arg(arg, method="xnor_cf", n=2, paper=False, first=False, last=False,
+                   dataset="")
+  c = base_config()
+  c.model_name = model_name
+  set_method(c, args.method, args.n if args.method in CF_METHODS else 0)
+  c.quantize_first = args.first
+  c.quantize_last = args.last
+  if args.paper:
+    paper_fn(c)
+  else:
+    c.model_kwargs.update(small_kwargs)
+    c.num_epochs = 1.0
+    c.lr = 2e-3
+    c.eval_batch_size = 1000
+  if args.dataset:
+    c.dataset = args.dataset
+  return c

@@ -1,0 +1,12 @@
+"""Full-precision ResNet-18 baseline (same architecture and budget as bonn_resnet18).
+
+Arguments as ``bonn_resnet18`` (``paper``, ``dataset=...``); the method is ``fp``.
+"""
+
+from configs import bonn_resnet18
+
+
+def get_config(arg=None):
+  c = bonn_resnet18.get_config(arg)
+  c.method = "fp"
+  return c

@@ -1,0 +1,9 @@
+"""Full-precision WRN-22 baseline (arguments as ``bonn_wrn22``; method ``fp``)."""
+
+from configs import bonn_wrn22
+
+
+def get_config(arg=None):
+  c = bonn_wrn22.get_config(arg)
+  c.method = "fp"
+  return c

@@ -1,0 +1,47 @@
+"""Trains and evaluates one config: ``python -m experiments.run --config=configs/x.py``.
+
+Flags: ``--config=configs/x.py[:arg]`` (``get_config(arg)``), single-field overrides
+``--config.field=value``, and ``--workdir`` (default ``runs/<config name>[_<arg>]``).
+Running the same command again resumes from the workdir's last checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from absl import app
+from absl import logging
+from absl import flags
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Config file, optionally with an argument: configs/x.py:arg.",
+    lock_config=True)
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Directory for checkpoints, metrics and results (resumed if present).")
+
+
+def default_workdir(config_arg: str) -> str:
+  """``runs/<config file stem>[_<arg>]`` with the arg made filesystem-safe."""
+  path, _, arg = config_arg.partition(":")
+  name = os.path.splitext(os.path.basename(path))[0]
+  if arg:
+    name += "_" + re.sub(r"[^A-Za-z0-9_.-]+", "_", arg)
+  return os.path.join("runs", name)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  from bnnjax import train  # after flag parsing, so --help is fast
+  # orbax logs every checkpoint step at INFO; keep the console for the progress bar.
+  logging.set_verbosity(logging.WARNING)
+  workdir = _WORKDIR.value or default_workdir(flags.FLAGS["config"].serialize()
+                                              .partition("=")[2])
+  train.train_and_evaluate(_CONFIG.value, workdir)
+
+
+if __name__ == "__main__":
+  flags.mark_flags_as_required(["config"])
+  app.run(main)

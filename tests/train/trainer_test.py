@@ -1,0 +1,172 @@
+"""The training loop: every model × method trains, resume is exact, errors come early."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from bnnjax.train import checkpoint as ckpt_lib
+from bnnjax.train import trainer
+from configs import common
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TINY_KWARGS = {
+    "resnet18": {"width": 4},
+    "wrn22": {"widths": (4, 4, 4, 8)},
+    "nin": {"width_mult": 0.0625},
+    "vgg7": {"width_mult": 0.0625},
+    "alexnet": {"width_mult": 0.0625},
+}
+METHODS = ["fp", "bwn", "xnor", "bw_cf_2", "xnor_cf_2", "xnorpp_1", "xnorpp_2",
+           "xnorpp_3", "xnorpp_4"]
+
+
+def tiny_config(model="resnet18", method="xnor", **kw):
+  c = common.base_config()
+  c.model_name = model
+  c.method = method
+  c.model_kwargs = TINY_KWARGS[model]
+  c.batch_size = 8
+  c.eval_batch_size = 16
+  c.num_train_steps = 1
+  c.log_every_steps = 1
+  c.checkpoint_every_steps = 1
+  c.progress = False
+  c.update(kw)
+  return c
+
+
+@pytest.mark.parametrize("model", sorted(TINY_KWARGS))
+def test_one_step_of_every_model_and_method_on_mock_data(model, tmp_path):
+  """One train step + eval per method; one process per model keeps it quick."""
+  with tfds.testing.mock_data(num_examples=16):
+    for method in METHODS:
+      c = tiny_config(model, method, dataset="cifar10", num_test_examples=16)
+      results = trainer.train_and_evaluate(c, str(tmp_path / method))
+      assert results["test/count"] == 16, method
+      assert np.isfinite(results["test/loss"]), method
+      records = [json.loads(l) for l in open(tmp_path / method / "metrics.jsonl")]
+      assert np.isfinite(records[0]["loss/total"]) and records[0]["step"] == 1
+
+
+def _params_of_checkpoint(workdir, config):
+  """The parameter arrays of the latest checkpoint in ``workdir``."""
+  ck = ckpt_lib.Checkpointer(str(workdir))
+  flat = ck._manager.restore(ck.latest_step())
+  ck.close()
+  return [flat[k] for k in sorted(flat)]
+
+
+def test_resume_after_interruption_gives_identical_parameters(tmp_path, monkeypatch):
+  c = tiny_config("vgg7", "xnorpp_3", dataset="mnist", num_train_examples=64,
+                  num_test_examples=32, num_train_steps=6, checkpoint_every_steps=2,
+                  loss_terms={"l2": {"weight": 1e-4}})
+  c.model_kwargs = {"width_mult": 0.0625, "dropout": 0.3}  # dropout: RNG state resumes too
+  trainer.train_and_evaluate(c, str(tmp_path / "straight"))
+
+  # Interrupt: the process dies right after writing the step-4 checkpoint.
+  real_save = ckpt_lib.Checkpointer.save
+
+  def save_then_die(self, step, state):
+    real_save(self, step, state)
+    if step == 4:
+      raise KeyboardInterrupt
+  monkeypatch.setattr(ckpt_lib.Checkpointer, "save", save_then_die)
+  with pytest.raises(KeyboardInterrupt):
+    trainer.train_and_evaluate(c, str(tmp_path / "resumed"))
+  monkeypatch.setattr(ckpt_lib.Checkpointer, "save", real_save)
+  results = trainer.train_and_evaluate(c, str(tmp_path / "resumed"))
+  assert results["step"] == 6
+
+  a = _params_of_checkpoint(tmp_path / "straight", c)
+  b = _params_of_checkpoint(tmp_path / "resumed", c)
+  assert len(a) == len(b)
+  for x, y in zip(a, b):
+    np.testing.assert_array_equal(x, y)
+  steps = [r["step"] for r in map(json.loads, open(tmp_path / "resumed" / "metrics.jsonl"))
+           if "loss/total" in r]
+  assert steps == [1, 2, 3, 4, 5, 6]  # the resumed run logged 5 and 6 only once
+
+
+def test_resume_refuses_a_different_config(tmp_path):
+  c = tiny_config(dataset="mnist", num_train_examples=16, num_test_examples=16)
+  trainer.train_and_evaluate(c, str(tmp_path))
+  c.lr = 0.5
+  with pytest.raises(ValueError, match=r"different config.*lr"):
+    trainer.train_and_evaluate(c, str(tmp_path))
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("model_name", "resnet50", "model_name"),
+    ("method", "xnor_pp", "config.method"),
+    ("optimizer", "lamb", "config.optimizer"),
+    ("dataset", "not_a_dataset", "dataset"),
+    ("group_size", 3, "group_size=3"),
+])
+def test_config_errors_before_training(tmp_path, field, value, match):
+  c = tiny_config(dataset="mnist", num_train_examples=16)
+  if field == "group_size":
+    c.method = "xnor_cf"
+  c[field] = value
+  with pytest.raises(ValueError, match=match):
+    trainer.train_and_evaluate(c, str(tmp_path))
+  assert not os.path.exists(tmp_path / "checkpoints")
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+  """Corrupt data from step 4 on makes the loss NaN: the run stops, step 3 is kept."""
+  real = trainer.data_lib.make_pipeline
+
+  def corrupt_pipeline(*args, **kwargs):
+    pipe = real(*args, **kwargs)
+    if kwargs.get("train"):
+      clean_iterate = pipe.iterate
+
+      def iterate(start_step=0, **kw):
+        for step, batch in enumerate(clean_iterate(start_step, **kw), start_step + 1):
+          if step >= 4:
+            batch = {**batch, "image": batch["image"] * np.nan}
+          yield batch
+      pipe.iterate = iterate
+    return pipe
+  monkeypatch.setattr(trainer.data_lib, "make_pipeline", corrupt_pipeline)
+  c = tiny_config("vgg7", "xnor", dataset="mnist", num_train_examples=64,
+                  num_test_examples=16, num_train_steps=8, checkpoint_every_steps=1,
+                  log_every_steps=2)
+  with pytest.raises(FloatingPointError, match="NaN or Inf.*last good checkpoint .step 3"):
+    trainer.train_and_evaluate(c, str(tmp_path))
+  ck = ckpt_lib.Checkpointer(str(tmp_path))
+  assert ck.latest_step() == 3
+  flat = ck._manager.restore(3)
+  ck.close()
+  assert all(np.all(np.isfinite(v)) for v in flat.values() if v.dtype.kind == "f")
+
+
+def test_short_real_run_learns_mnist(tmp_path):
+  """A few hundred real MNIST images: test accuracy far above the 10% of chance."""
+  c = tiny_config("resnet18", "xnor", dataset="mnist", num_train_examples=2048,
+                  num_test_examples=500, batch_size=32, num_train_steps=120,
+                  log_every_steps=40, checkpoint_every_steps=1000, lr=3e-3)
+  c.model_kwargs = {"width": 8}
+  results = trainer.train_and_evaluate(c, str(tmp_path))
+  assert results["test/top1"] > 0.6, results
+  assert os.listdir(tmp_path / "tensorboard")
+
+
+def test_cli_config_argument_and_override(tmp_path):
+  out = subprocess.run(
+      [sys.executable, "-m", "experiments.run",
+       "--config=configs/cf_resnet18.py:method=bw_cf,n=4",
+       f"--workdir={tmp_path}", "--config.num_train_steps=2",
+       "--config.num_train_examples=32", "--config.num_test_examples=32",
+       "--config.model_kwargs.width=4", "--config.batch_size=8", "--config.progress=False"],
+      cwd=REPO, capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert "FINAL resnet18 bw_cf on mnist" in out.stdout
+  saved = json.load(open(tmp_path / "config.json"))
+  assert saved["group_size"] == 4 and saved["num_train_steps"] == 2
