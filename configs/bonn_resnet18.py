@@ -1,17 +1,21 @@
 """BONN's ResNet-18 (Bi-Real style: BN → sign → binary 3×3 conv → add shortcut).
 
-Default: embedded MNIST, a narrow ResNet-18 (width 16) for a few minutes on a 2-core
-CPU; XNOR binary layers until the BONN losses land (then ``method="bonn"``).
-``:paper``: ImageNet, width 64, SGD momentum 0.9, weight decay 1e-4, lr 0.1, ÷10 every
-30 epochs, 70 epochs (BONN §4, SPEC §5). Other arguments: ``dataset=fashion_mnist``,
-``method=...`` (any ``bnnjax.nn.method_spec`` name).
+BONN layers and losses (SPEC §5): ``CE + (λ/2)·Σ L_K + (θ/2)·mean L_F`` with λ = 1e-4,
+θ = 1e-3, ν = 1e-4 (fields ``bonn_lambda``, ``bonn_theta``, ``bonn_nu``), and the
+modulation ``w`` on its own learning rate (``group_lr.Modulation``).
+
+Default: embedded MNIST, a narrow ResNet-18 (width 16), two epochs on a 2-core CPU,
+Adam 2e-3 (``w``: 2e-4, the paper's 1:10 ratio). ``:paper``: ImageNet, width 64, SGD
+momentum 0.9, weight decay 1e-4, lr 0.1 (``w``: 0.01), ÷10 every 30 epochs, 70 epochs.
+Other arguments: ``dataset=fashion_mnist``; ``method=xnor`` (or any other
+``bnnjax.nn.method_spec`` name) drops BONN for that method.
 """
 
 from configs import common
 
 
 def get_config(arg=None):
-  args = common.parse_arg(arg, paper=False, dataset="", method="xnor")
+  args = common.parse_arg(arg, paper=False, dataset="", method="bonn")
   c = common.base_config()
   c.model_name = "resnet18"
   c.method = args.method
@@ -25,6 +29,8 @@ def get_config(arg=None):
     c.num_epochs = 2.0
     c.lr = 2e-3
     c.eval_batch_size = 1000
+  if args.method == "bonn":
+    common.add_bonn(c, w_lr=c.lr / 10)
   if args.dataset:
     c.dataset = args.dataset
   return c

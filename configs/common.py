@@ -87,6 +87,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.log_every_steps = 50
   c.checkpoint_every_steps = 200
   c.eval_every_steps = 0
+  c.histogram_every_steps = 0  # latent-weight histograms (BONN Figs. 3-4); 0 = off
   c.keep_checkpoints = 2
   c.progress = True
   c.tensorboard = True
@@ -149,3 +150,29 @@ def cross_filter_config(arg, *, model_name: str, small_kwargs: dict,
   if args.dataset:
     c.dataset = args.dataset
   return c
+
+
+def add_bonn(c: ml_collections.ConfigDict, *, lam: float = 1e-4, theta: float = 1e-3,
+             nu: float = 1e-4, w_lr: float, center_rate: float = 0.5,
+             feature_start_epoch: float = 0.0) -> None:
+  """BONN (SPEC §5): ``method="bonn"``, the kernel and feature loss terms with
+  weights ``λ/2`` and ``θ/2``, and the modulation ``w``'s own learning rate.
+
+  ``bonn_lambda``, ``bonn_theta``, ``bonn_nu``, ``bonn_center_rate`` and
+  ``bonn_feature_start_epoch`` are config fields; the loss terms refer to them, so
+  ``--config.bonn_lambda=0`` switches the kernel loss off.
+  """
+  c.method = "bonn"
+  c.bonn_lambda = lam
+  c.bonn_theta = theta
+  c.bonn_nu = nu
+  c.bonn_center_rate = center_rate
+  c.bonn_feature_start_epoch = feature_start_epoch
+  c.loss_terms.bayesian_kernel = ml_collections.ConfigDict({
+      "weight": c.get_ref("bonn_lambda") * 0.5, "nu": c.get_ref("bonn_nu")})
+  c.loss_terms.bayesian_feature = ml_collections.ConfigDict({
+      "weight": c.get_ref("bonn_theta") * 0.5,
+      "center_rate": c.get_ref("bonn_center_rate"),
+      "start_epoch": c.get_ref("bonn_feature_start_epoch")})
+  c.group_lr.Modulation = w_lr
+  c.histogram_every_steps = 200

@@ -7,6 +7,4 @@ from configs import bonn_resnet18
 
 
 def get_config(arg=None):
-  c = bonn_resnet18.get_config(arg)
-  c.method = "fp"
-  return c
+  return bonn_resnet18.get_config(f"{arg},method=fp" if arg else "method=fp")

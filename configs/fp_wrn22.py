@@ -4,6 +4,4 @@ from configs import bonn_wrn22
 
 
 def get_config(arg=None):
-  c = bonn_wrn22.get_config(arg)
-  c.method = "fp"
-  return c
+  return bonn_wrn22.get_config(f"{arg},method=fp" if arg else "method=fp")

@@ -1,6 +1,10 @@
 """Quantized Flax NNX layers and their quantization spec."""
 
+from bnnjax.nn.layers import ClassCenter
+from bnnjax.nn.layers import FeaturePrior
 from bnnjax.nn.layers import LatentWeight
+from bnnjax.nn.layers import Modulation
+from bnnjax.nn.layers import PriorParam
 from bnnjax.nn.layers import QuantConv
 from bnnjax.nn.layers import QuantDense
 from bnnjax.nn.layers import ScaleFactor

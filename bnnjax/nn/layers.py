@@ -38,6 +38,42 @@ class ScaleFactor(nnx.Param):
   """Learned scaling factors (XNOR-Net++ Γ)."""
 
 
+class Modulation(nnx.Param):
+  """BONN's learnable modulation ``w`` of a binarized layer (its own learning rate)."""
+
+
+class PriorParam(nnx.Param):
+  """BONN's prior parameters: per-filter ``μ``/``log σ`` of a binarized layer's kernel
+  mixture, and the class-wise ``log σ`` of the feature prior."""
+
+
+class ClassCenter(nnx.Variable):
+  """Class centres of BONN's feature prior: updated by the center-loss rule, not by
+  gradient (so not an ``nnx.Param``)."""
+
+
+class FeaturePrior(nnx.Module):
+  """BONN's feature prior (SPEC §5): centres ``c`` (zeros) and ``log σ`` (zeros, σ = 1),
+  both ``(num_classes, dim)``."""
+
+  def __init__(self, num_classes: int, dim: int, dtype=jnp.float32):
+    self.centers = ClassCenter(jnp.zeros((num_classes, dim), dtype))
+    self.log_sigma = PriorParam(jnp.zeros((num_classes, dim), dtype))
+
+
+def _init_bonn(kernel: jax.Array):
+  """BONN's parameters (SPEC §5): ``μ_i = mean|k_i|``, ``log σ_i = log std(k_i)``, and
+  ``w = 1/mean|k|`` over the layer [rec: the seed does not give ``w``'s start; with
+  it ``w ∘ k`` starts at the scale of ``sign(k)`` and ``1/mean(w) = mean|k|``, XNOR's
+  layer-wide factor]. ``w`` has shape ``(kh, kw)`` for a conv, ``(d_in,)`` for dense."""
+  axes = tuple(range(kernel.ndim - 1))
+  mu = jnp.mean(jnp.abs(kernel), axis=axes)
+  log_sigma = jnp.log(jnp.maximum(jnp.std(kernel, axis=axes), 1e-8))
+  w_shape = kernel.shape[:2] if kernel.ndim == 4 else kernel.shape[:1]
+  w = jnp.full(w_shape, 1.0 / jnp.maximum(jnp.mean(jnp.abs(kernel)), 1e-8), kernel.dtype)
+  return w, mu, log_sigma
+
+
 def _pair(v, name) -> tuple[int, int]:
   if isinstance(v, int):
     return (v, v)
@@ -109,11 +145,18 @@ class _QuantLayer(nnx.Module):
     if spec.weight_scale == "xnorpp":
       for k, v in _init_gamma(spec, kernel, out_hw).items():
         setattr(self, f"gamma_{k}", ScaleFactor(v))
+    if spec.weight_scale == "bonn":
+      w, mu, log_sigma = _init_bonn(kernel)
+      self.bonn_modulation = Modulation(w)
+      self.bonn_mu = PriorParam(mu)
+      self.bonn_log_sigma = PriorParam(log_sigma)
 
   def folded_scale(self) -> jax.Array | None:
     """The weight-side scale as one tensor, as used at inference.
 
-    XNOR/cross-filter: ``alpha`` of shape ``(c_out,)``. XNOR-Net++: Γ folded from its
+    XNOR/cross-filter: ``alpha`` of shape ``(c_out,)``. BONN: the scalar
+    ``1/mean(w)`` (the seed's "elements of w replaced by their average in the forward
+    pass", SPEC §5 [rec]). XNOR-Net++: Γ folded from its
     factors (``alpha ⊗ beta ⊗ gamma``) into one tensor broadcastable to the output
     (shape ``(c_out,)`` for case 1, ``(h_out, w_out, c_out)`` otherwise; dense layers
     use ``h_out = w_out = 1``). The forward pass multiplies by exactly this tensor, so
@@ -123,6 +166,8 @@ class _QuantLayer(nnx.Module):
       factors = {k: getattr(self, f"gamma_{k}")[...]
                  for k in ("alpha", "beta", "gamma") if hasattr(self, f"gamma_{k}")}
       return _fold_gamma(self.spec.gamma_case, factors)
+    if self.spec.weight_scale == "bonn":
+      return 1.0 / jnp.mean(self.bonn_modulation[...])
     return _weight_scale(self.spec, self.kernel[...])
 
   def _quantize(self, x):

@@ -13,6 +13,7 @@ xnor       sign         sign         XNOR per filter           yes
 bw_cf_n    float        sign         cross-filter, groups of n no
 xnor_cf_n  sign         sign         cross-filter, groups of n yes
 xnorpp_c   sign         sign         learned Γ, case c ∈ 1..4  no
+bonn       sign         sign         1/mean(w), BONN's w, μ, σ no
 ========== ============ ============ ========================= ==========
 """
 
@@ -23,7 +24,7 @@ import re
 
 from bnnjax.quant.sign import QUANTIZERS
 
-WEIGHT_SCALES = ("none", "xnor", "cross_filter", "xnorpp")
+WEIGHT_SCALES = ("none", "xnor", "cross_filter", "xnorpp", "bonn")
 PAD_VALUES = (0.0, 1.0)
 GAMMA_CASES = (1, 2, 3, 4)
 
@@ -42,7 +43,9 @@ class QuantSpec:
     kernel_quantizer_kwargs: same for the kernel quantizer.
     weight_scale: ``"none"``; ``"xnor"`` (``alpha_o = mean|W_o|``, SPEC §2);
       ``"cross_filter"`` (one ``alpha`` per ``group_size`` adjacent filters, SPEC §3);
-      ``"xnorpp"`` (XNOR-Net++ learned fused Γ of case ``gamma_case``, SPEC §4).
+      ``"xnorpp"`` (XNOR-Net++ learned fused Γ of case ``gamma_case``, SPEC §4);
+      ``"bonn"`` (the layer owns BONN's modulation ``w``, ``μ`` and ``log σ`` and
+      scales its output by ``1/mean(w)``, SPEC §5).
     group_size: ``n`` of cross-filter compression.
     gamma_case: XNOR-Net++ Γ shape, 1-4.
     activation_scale: multiply by XNOR-Net's ``K`` map (needs a binary input).
@@ -103,8 +106,8 @@ class QuantSpec:
 
 FP = QuantSpec()
 
-METHODS = ("fp", "bwn", "xnor", "bw_cf", "xnor_cf", "xnorpp")
-_METHOD_RE = re.compile(r"^(fp|bwn|xnor_cf|bw_cf|xnorpp|xnor)(?:_?(\d+))?$")
+METHODS = ("fp", "bwn", "xnor", "bw_cf", "xnor_cf", "xnorpp", "bonn")
+_METHOD_RE = re.compile(r"^(fp|bwn|xnor_cf|bw_cf|xnorpp|xnor|bonn)(?:_?(\d+))?$")
 
 
 def _normalise(method: str) -> str:
@@ -176,6 +179,8 @@ def method_spec(
                        group_size=group_size)
     return QuantSpec(kernel_quantizer=kernel_quantizer, weight_scale="cross_filter",
                      group_size=group_size, activation_scale=True, **binary_in)
+  if name == "bonn":
+    return QuantSpec(kernel_quantizer=kernel_quantizer, weight_scale="bonn", **binary_in)
   # xnorpp
   if gamma_case is None:
     raise ValueError(f"method={method!r} needs gamma_case (1-4).")

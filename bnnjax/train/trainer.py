@@ -27,6 +27,7 @@ from tqdm import tqdm
 from bnnjax import data as data_lib
 from bnnjax import models
 from bnnjax import nn
+from bnnjax.analysis import latent as latent_lib
 from bnnjax.train import checkpoint as ckpt_lib
 from bnnjax.train import loss_terms as loss_lib
 from bnnjax.train import optim
@@ -34,7 +35,7 @@ from bnnjax.train.writers import MetricWriter
 
 # Fields that may change between a run and its resumption without changing results.
 RESUMABLE_FIELDS = ("log_every_steps", "checkpoint_every_steps", "progress", "data_dir",
-                    "eval_every_steps", "keep_checkpoints")
+                    "eval_every_steps", "keep_checkpoints", "histogram_every_steps")
 
 
 @flax.struct.dataclass
@@ -136,8 +137,9 @@ def _accuracy_counts(logits, labels):
 def make_train_step(graphdef, tx, terms, schedules, latent_flags, clip_latent):
   """The jit-compiled step: loss (CE + Σ weight·term), gradient, update, clipping."""
 
-  def loss_fn(params, rest, batch):
+  def loss_fn(params, rest, batch, step):
     model, outputs = _forward(graphdef, params, rest, batch, train=True)
+    outputs["step"] = step
     labels = batch["label"]
     ce = optax.softmax_cross_entropy_with_integer_labels(outputs["logits"], labels).mean()
     metrics = {"loss/ce": ce}
@@ -155,7 +157,8 @@ def make_train_step(graphdef, tx, terms, schedules, latent_flags, clip_latent):
     return total, (metrics, new_rest)
 
   def step_fn(state: TrainState, batch):
-    grads, (metrics, rest) = jax.grad(loss_fn, has_aux=True)(state.params, state.rest, batch)
+    grads, (metrics, rest) = jax.grad(loss_fn, has_aux=True)(
+        state.params, state.rest, batch, state.step)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     if clip_latent:
@@ -216,13 +219,18 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
   info = data_lib.dataset_info(config.dataset, data_dir=config.get("data_dir", None),
                                image_size=config.get("image_size", None))
   model = build_model(config, info)
-  terms = loss_lib.build_loss_terms(model, config)
   steps_per_epoch, total_steps = _steps(config, info)
+  terms = loss_lib.build_loss_terms(model, config, loss_lib.LossContext(
+      input_shape=info.image_shape, num_classes=info.num_classes,
+      steps_per_epoch=steps_per_epoch))
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   tx, schedules = optim.make_optimizer(config, params, steps_per_epoch, total_steps)
   _check_workdir_config(workdir, config)
-  latent_flags = [isinstance(v, nn.LatentWeight) for v in jax.tree.leaves(
-      params, is_leaf=lambda x: isinstance(x, nnx.Variable))]
+  variables = jax.tree_util.tree_leaves_with_path(
+      params, is_leaf=lambda x: isinstance(x, nnx.Variable))
+  latent_flags = [isinstance(v, nn.LatentWeight) for _, v in variables]
+  latent_names = {i: "/".join(str(getattr(k, "key", k)) for k in path)
+                  for i, (path, v) in enumerate(variables) if latent_flags[i]}
   state = TrainState(jnp.zeros((), jnp.int32), params, rest, tx.init(params))
   del model
 
@@ -272,7 +280,19 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
              if kept is not None else "No checkpoint had been written yet."))
     return avg
 
+  hist_every = config.get("histogram_every_steps", 0)
+  hist_path = os.path.join(workdir, "latent_histograms.jsonl")
+
+  def record_histograms(step: int) -> None:
+    """Appends per-layer latent-weight histograms (BONN Figs. 3-4) at ``step``."""
+    leaves = jax.tree.leaves(state.params)
+    layers = [(name, np.asarray(leaves[i])) for i, name in latent_names.items()]
+    with open(hist_path, "a") as f:
+      f.write(json.dumps(latent_lib.histogram_record(step, layers)) + "\n")
+
   # --- Train.
+  if hist_every and latent_names and start == 0:
+    record_histograms(0)
   progress = tqdm(total=total_steps, initial=start, disable=not config.get("progress", True),
                   desc=f"{config.model_name}/{config.method}", dynamic_ncols=True)
   batches = pipe.iterate(start)
@@ -288,6 +308,8 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     if step % ckpt_every == 0 or step == total_steps:
       flush(step)  # never checkpoint a state whose loss was not checked
       checkpointer.save(step, state)
+    if hist_every and latent_names and (step % hist_every == 0 or step == total_steps):
+      record_histograms(step)
     if eval_every and step % eval_every == 0 and step != total_steps:
       writer.write(step, evaluate(eval_step, state, config, info))
   progress.close()
@@ -298,6 +320,8 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
   writer.close()
   checkpointer.close()
   results = {**results, "step": total_steps}
+  if os.path.exists(hist_path):
+    latent_lib.plot_latent_histograms(hist_path, os.path.join(workdir, "plots"))
   with open(os.path.join(workdir, "results.json"), "w") as f:
     json.dump(results, f, indent=2)
   print(f"FINAL {config.model_name} {config.method} on {config.dataset}: "

@@ -10,6 +10,9 @@ from bnnjax.train import loss_terms
 from configs import common
 
 
+CTX = loss_terms.LossContext(input_shape=(3,), num_classes=2, steps_per_epoch=10)
+
+
 class Two(nnx.Module):
   def __init__(self):
     self.fp = nn.QuantDense(3, 2, rngs=nnx.Rngs(0))
@@ -22,7 +25,7 @@ def test_l2_term_by_type():
   model.binary.kernel[...] = jnp.array([[1.0, -2.0], [0.5, 0.0]])
   c = common.base_config()
   c.loss_terms = {"l2": {"weight": 0.1}}
-  (term,) = loss_terms.build_loss_terms(model, c)
+  (term,) = loss_terms.build_loss_terms(model, c, CTX)
   assert term.weight == 0.1
   assert float(term.fn(model, {}, {})) == pytest.approx(55.0 + 5.25)  # biases excluded
   latent = loss_terms.l2_term(weight=1.0, variable_type="LatentWeight")
@@ -39,4 +42,62 @@ def test_bad_terms_name_field(terms, match):
   c = common.base_config()
   c.loss_terms = terms
   with pytest.raises(ValueError, match=match):
-    loss_terms.build_loss_terms(Two(), c)
+    loss_terms.build_loss_terms(Two(), c, CTX)
+
+
+class TinyBonn(nnx.Module):
+  """A conv (BONN) + dense classifier returning (logits, features) like the models."""
+
+  def __init__(self):
+    self.conv = nn.QuantConv(1, 4, 3, spec=nn.method_spec("bonn"), rngs=nnx.Rngs(0))
+    self.head = nn.QuantDense(4, 3, rngs=nnx.Rngs(1))
+
+  def __call__(self, x, *, train=False, return_features=False):
+    f = self.conv(x).mean(axis=(1, 2))
+    return (self.head(f), f) if return_features else self.head(f)
+
+
+def test_bonn_terms_sum_layers_and_update_centres():
+  from bnnjax import losses
+  model = TinyBonn()
+  c = common.base_config()
+  common.add_bonn(c, w_lr=0.01, center_rate=0.5)
+  ctx = loss_terms.LossContext(input_shape=(5, 5, 1), num_classes=3, steps_per_epoch=10)
+  feature_term, kernel_term = sorted(loss_terms.build_loss_terms(model, c, ctx),
+                                     key=lambda t: t.name)
+  assert kernel_term.weight == 0.5e-4 and feature_term.weight == 0.5e-3  # λ/2, θ/2
+  conv = model.conv
+  expected = losses.bayesian_kernel_loss(conv.kernel[...], conv.bonn_modulation[...],
+                                         conv.bonn_mu[...], conv.bonn_log_sigma[...],
+                                         nu=1e-4)
+  assert float(kernel_term.fn(model, {}, {})) == pytest.approx(float(expected))
+
+  x = jnp.linspace(-1, 1, 2 * 25).reshape(2, 5, 5, 1)
+  batch = {"image": x, "label": jnp.array([0, 2])}
+  logits, feats = model(x, return_features=True)
+  prior = model.bonn_feature_prior
+  assert prior.centers.shape == (3, 4) and isinstance(prior.centers, nn.ClassCenter)
+  value = feature_term.fn(model, batch, {"features": feats, "step": jnp.int32(0)})
+  assert float(value) == pytest.approx(float(jnp.mean(jnp.sum(feats ** 2, -1) * 2)))
+  np.testing.assert_allclose(prior.centers[...],
+                             losses.update_centers(jnp.zeros((3, 4)), feats, batch["label"], 0.5))
+  np.testing.assert_array_equal(prior.centers[...][1], 0.0)  # absent class untouched
+
+
+def test_feature_term_waits_for_start_epoch():
+  model = TinyBonn()
+  term = loss_terms.bayesian_feature_term(
+      model, loss_terms.LossContext((5, 5, 1), 3, steps_per_epoch=10), weight=1.0,
+      start_epoch=2.0)
+  x = jnp.ones((1, 5, 5, 1))
+  feats = model(x, return_features=True)[1]
+  out = lambda step: float(term.fn(model, {"label": jnp.array([1])},
+                                   {"features": feats, "step": jnp.int32(step)}))
+  assert out(19) == 0.0 and out(20) != 0.0
+
+
+def test_kernel_term_needs_bonn_layers():
+  c = common.base_config()
+  c.loss_terms = {"bayesian_kernel": {"weight": 1.0}}
+  with pytest.raises(ValueError, match="method='bonn'"):
+    loss_terms.build_loss_terms(Two(), c, CTX)

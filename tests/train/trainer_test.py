@@ -23,7 +23,7 @@ TINY_KWARGS = {
     "alexnet": {"width_mult": 0.0625},
 }
 METHODS = ["fp", "bwn", "xnor", "bw_cf_2", "xnor_cf_2", "xnorpp_1", "xnorpp_2",
-           "xnorpp_3", "xnorpp_4"]
+           "xnorpp_3", "xnorpp_4", "bonn"]
 
 
 def tiny_config(model="resnet18", method="xnor", **kw):

@@ -1,0 +1,5 @@
+"""Loss functions: BONN's Bayesian kernel and feature losses (SPEC §5)."""
+
+from bnnjax.losses.bayesian import bayesian_feature_loss
+from bnnjax.losses.bayesian import bayesian_kernel_loss
+from bnnjax.losses.bayesian import update_centers
