@@ -25,10 +25,7 @@ def get_config(arg=None):
     c.model_kwargs.stem = "imagenet"
     c.model_kwargs.width = 64
   else:
-    c.model_kwargs.width = 16
-    c.num_epochs = 2.0
-    c.lr = 2e-3
-    c.eval_batch_size = 1000
+    common.small_cpu_default(c, epochs=2.0, width=16)
   if args.method == "bonn":
     common.add_bonn(c, w_lr=c.lr / 10)
   if args.dataset:

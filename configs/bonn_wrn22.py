@@ -35,9 +35,7 @@ def get_config(arg=None):
     c.decay_factor = 0.8
     c.checkpoint_every_steps = 2000
   else:
-    c.num_epochs = 1.0
-    c.lr = 2e-3
-    c.eval_batch_size = 1000
+    common.small_cpu_default(c)
   if args.method == "bonn":
     common.add_bonn(c, w_lr=c.lr / 10,
                     feature_start_epoch=140.0 if args.paper else 0.5)

@@ -9,14 +9,7 @@ from configs import common
 
 
 def _paper(c):
-  c.dataset = "cifar10"
-  c.batch_size = 128
-  c.num_epochs = 320.0
-  c.optimizer = "sgd"
-  c.lr = 0.01
-  c.schedule = "step"
-  c.decay_epochs = (120, 200, 240, 280)
-  c.checkpoint_every_steps = 2000
+  common.cifar_step_schedule(c, augment=True)
 
 
 def get_config(arg=None):

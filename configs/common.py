@@ -133,20 +133,18 @@ def cross_filter_config(arg, *, model_name: str, small_kwargs: dict,
   ``xnor``, ``fp``) and ``n`` as arguments, plus ``first``/``last`` to quantize the
   first/last layer (§6.3), ``paper`` for the paper's dataset and schedule, and
   ``dataset=...``. Default: the embedded MNIST with a narrow model, one epoch."""
-  args = parse_arg(arg, method="xnor_cf", n=2, paper=False, first=False, last=False,
+  args = parse_arg(arg, method="xnor_cf", n=0, paper=False, first=False, last=False,
                    dataset="")
   c = base_config()
   c.model_name = model_name
-  set_method(c, args.method, args.n if args.method in CF_METHODS else 0)
+  # n defaults to 2 for the cross-filter methods; given for another method, it errs.
+  set_method(c, args.method, args.n or (2 if args.method in CF_METHODS else 0))
   c.quantize_first = args.first
   c.quantize_last = args.last
   if args.paper:
     paper_fn(c)
   else:
-    c.model_kwargs.update(small_kwargs)
-    c.num_epochs = 1.0
-    c.lr = 2e-3
-    c.eval_batch_size = 1000
+    small_cpu_default(c, **small_kwargs)
   if args.dataset:
     c.dataset = args.dataset
   return c
@@ -176,3 +174,28 @@ def add_bonn(c: ml_collections.ConfigDict, *, lam: float = 1e-4, theta: float = 
       "start_epoch": c.get_ref("bonn_feature_start_epoch")})
   c.group_lr.Modulation = w_lr
   c.histogram_every_steps = 200
+
+
+def small_cpu_default(c: ml_collections.ConfigDict, *, epochs: float = 1.0,
+                      **model_kwargs) -> None:
+  """The embedded-data default: a narrow model, Adam 2e-3 with cosine decay, a few
+  minutes on a 2-core CPU."""
+  c.model_kwargs.update(model_kwargs)
+  c.num_epochs = epochs
+  c.lr = 2e-3
+  c.eval_batch_size = 1000
+
+
+def cifar_step_schedule(c: ml_collections.ConfigDict, *, augment: bool) -> None:
+  """The cross-filter paper's CIFAR-10 schedule (§5.2.1): batch 128, 320 epochs, lr 0.01
+  ÷10 at epochs 120, 200, 240 and 280; SGD with momentum 0.9 (the optimizer is not
+  named: an assumption)."""
+  c.dataset = "cifar10"
+  c.augment = augment
+  c.batch_size = 128
+  c.num_epochs = 320.0
+  c.optimizer = "sgd"
+  c.lr = 0.01
+  c.schedule = "step"
+  c.decay_epochs = (120, 200, 240, 280)
+  c.checkpoint_every_steps = 2000

@@ -20,10 +20,7 @@ def get_config(arg=None):
     c.model_kwargs.stem = "imagenet"
     c.model_kwargs.width = 64
   else:
-    c.model_kwargs.width = 16
-    c.num_epochs = 1.0
-    c.lr = 2e-3
-    c.eval_batch_size = 1000
+    common.small_cpu_default(c, width=16)
   if args.dataset:
     c.dataset = args.dataset
   return c
