@@ -6,21 +6,14 @@ Example: ``--config=configs/xnorpp_resnet18.py:case=3,paper``.
 """
 
 from configs import common
+from configs import xnor_resnet18
 
 
 def get_config(arg=None):
   args = common.parse_arg(arg, case=4, paper=False, dataset="")
-  c = common.base_config()
-  c.model_name = "resnet18"
-  c.method = "xnorpp"
+  # Same network, data and schedule as xnor_resnet18 (both follow XNOR-Net++ §5.1.3).
+  base_args = ["method=xnorpp"] + (["paper"] if args.paper else []) + (
+      [f"dataset={args.dataset}"] if args.dataset else [])
+  c = xnor_resnet18.get_config(",".join(base_args))
   c.gamma_case = args.case
-  if args.paper:
-    common.imagenet_paper(c, batch_size=256, epochs=80.0, optimizer="adam", lr=1e-3,
-                          weight_decay=1e-5, decay_every_epochs=25.0)
-    c.model_kwargs.stem = "imagenet"
-    c.model_kwargs.width = 64
-  else:
-    common.small_cpu_default(c, width=16)
-  if args.dataset:
-    c.dataset = args.dataset
   return c
