@@ -11,6 +11,7 @@ state and any other variables, e.g. BONN's class centres); the optimizer sees on
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -19,6 +20,7 @@ from typing import Any
 import flax
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 from flax import nnx
@@ -77,6 +79,80 @@ def build_model(config, info: data_lib.DatasetInfo) -> nnx.Module:
                else f"config.method={config.method!r}")
       msg = f"{field}: {msg}"
     raise ValueError(msg) from e
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+  """Everything ``config`` determines before training: data info, model, loss, optimizer.
+
+  ``state`` is the freshly initialised :class:`TrainState`; ``graphdef`` merges with
+  ``state.params`` and ``state.rest`` into the model.
+  """
+  info: data_lib.DatasetInfo
+  steps_per_epoch: int
+  total_steps: int
+  graphdef: Any
+  state: TrainState
+  tx: optax.GradientTransformation
+  terms: list
+  schedules: dict
+
+
+def set_up(config) -> Setup:
+  """Checks ``config`` and builds the model, loss terms and optimizer it names.
+
+  Raises:
+    ValueError: for a configuration error; the message names the field.
+  """
+  optim.validate(config)
+  info = data_lib.dataset_info(config.dataset, data_dir=config.get("data_dir", None),
+                               image_size=config.get("image_size", None))
+  model = build_model(config, info)
+  steps_per_epoch, total_steps = _steps(config, info)
+  terms = loss_lib.build_loss_terms(model, config, loss_lib.LossContext(
+      input_shape=info.image_shape, num_classes=info.num_classes,
+      steps_per_epoch=steps_per_epoch))
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  tx, schedules = optim.make_optimizer(config, params, steps_per_epoch, total_steps)
+  state = TrainState(jnp.zeros((), jnp.int32), params, rest, tx.init(params))
+  return Setup(info, steps_per_epoch, total_steps, graphdef, state, tx, terms, schedules)
+
+
+def load_trained(workdir: str, step: int | None = None, **overrides):
+  """The model trained in ``workdir``, restored from its checkpoint at ``step``.
+
+  Reads ``workdir/config.json`` (written by :func:`train_and_evaluate`), rebuilds the
+  model, optimizer and loss terms it names, and restores the checkpoint (default: the
+  latest). ``overrides`` replace config fields that do not change the state's
+  structure, e.g. ``data_dir``.
+
+  Returns:
+    ``(model, config, info)``: the NNX model with the trained parameters and batch
+    statistics (call it with ``train=False`` for inference), the run's config as a
+    ``ml_collections.ConfigDict``, and its :class:`~bnnjax.data.DatasetInfo`.
+
+  Raises:
+    FileNotFoundError: when ``workdir`` has no config.json or no checkpoint.
+  """
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    raise FileNotFoundError(
+        f"{path} does not exist: {workdir!r} is not a workdir written by "
+        "experiments.run / train_and_evaluate.")
+  with open(path) as f:
+    config = ml_collections.ConfigDict(json.load(f))
+  for k, v in overrides.items():
+    config[k] = v
+  setup = set_up(config)
+  checkpointer = ckpt_lib.Checkpointer(workdir, config.get("keep_checkpoints", 2))
+  try:
+    if checkpointer.latest_step() is None:
+      raise FileNotFoundError(f"{workdir} has a config.json but no checkpoint.")
+    state = checkpointer.restore(setup.state, step)
+  finally:
+    checkpointer.close()
+  model = nnx.merge(setup.graphdef, state.params, state.rest)
+  return model, config, setup.info
 
 
 def _check_workdir_config(workdir: str, config) -> None:
@@ -215,24 +291,16 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     FloatingPointError: when the loss becomes NaN/Inf; the last good checkpoint is kept.
   """
   # --- Config checks and set-up: everything that can fail on a bad config comes first.
-  optim.validate(config)
-  info = data_lib.dataset_info(config.dataset, data_dir=config.get("data_dir", None),
-                               image_size=config.get("image_size", None))
-  model = build_model(config, info)
-  steps_per_epoch, total_steps = _steps(config, info)
-  terms = loss_lib.build_loss_terms(model, config, loss_lib.LossContext(
-      input_shape=info.image_shape, num_classes=info.num_classes,
-      steps_per_epoch=steps_per_epoch))
-  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-  tx, schedules = optim.make_optimizer(config, params, steps_per_epoch, total_steps)
+  setup = set_up(config)
+  info, steps_per_epoch, total_steps = setup.info, setup.steps_per_epoch, setup.total_steps
+  graphdef, tx, terms, schedules = setup.graphdef, setup.tx, setup.terms, setup.schedules
   _check_workdir_config(workdir, config)
   variables = jax.tree_util.tree_leaves_with_path(
-      params, is_leaf=lambda x: isinstance(x, nnx.Variable))
+      setup.state.params, is_leaf=lambda x: isinstance(x, nnx.Variable))
   latent_flags = [isinstance(v, nn.LatentWeight) for _, v in variables]
   latent_names = {i: "/".join(str(getattr(k, "key", k)) for k in path)
                   for i, (path, v) in enumerate(variables) if latent_flags[i]}
-  state = TrainState(jnp.zeros((), jnp.int32), params, rest, tx.init(params))
-  del model
+  state = setup.state
 
   # --- Restore.
   checkpointer = ckpt_lib.Checkpointer(workdir, config.get("keep_checkpoints", 2))

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+from bnnjax import data as data_lib
 from bnnjax.train import checkpoint as ckpt_lib
 from bnnjax.train import trainer
 from configs import common
@@ -54,7 +55,7 @@ def test_one_step_of_every_model_and_method_on_mock_data(model, tmp_path):
       assert np.isfinite(records[0]["loss/total"]) and records[0]["step"] == 1
 
 
-def _params_of_checkpoint(workdir, config):
+def _params_of_checkpoint(workdir):
   """The parameter arrays of the latest checkpoint in ``workdir``."""
   ck = ckpt_lib.Checkpointer(str(workdir))
   flat = ck._manager.restore(ck.latest_step())
@@ -83,14 +84,31 @@ def test_resume_after_interruption_gives_identical_parameters(tmp_path, monkeypa
   results = trainer.train_and_evaluate(c, str(tmp_path / "resumed"))
   assert results["step"] == 6
 
-  a = _params_of_checkpoint(tmp_path / "straight", c)
-  b = _params_of_checkpoint(tmp_path / "resumed", c)
+  a = _params_of_checkpoint(tmp_path / "straight")
+  b = _params_of_checkpoint(tmp_path / "resumed")
   assert len(a) == len(b)
   for x, y in zip(a, b):
     np.testing.assert_array_equal(x, y)
   steps = [r["step"] for r in map(json.loads, open(tmp_path / "resumed" / "metrics.jsonl"))
            if "loss/total" in r]
   assert steps == [1, 2, 3, 4, 5, 6]  # the resumed run logged 5 and 6 only once
+
+
+def test_load_trained_restores_the_model_that_was_evaluated(tmp_path):
+  c = tiny_config("resnet18", "bonn", dataset="mnist", num_train_examples=64,
+                  num_test_examples=32, num_train_steps=3)
+  common.add_bonn(c, w_lr=0.01)
+  results = trainer.train_and_evaluate(c, str(tmp_path))
+  model, config, info = trainer.load_trained(str(tmp_path))
+  assert config.method == "bonn" and info.num_classes == 10
+  pipe = data_lib.make_pipeline("mnist", split=info.splits[1], batch_size=32, train=False, seed=0,
+                                num_examples=32)
+  batch = next(pipe.iterate(0))
+  logits = model(jax.numpy.asarray(batch["image"]), train=False)
+  top1 = float(np.mean(np.argmax(logits, -1) == batch["label"]))
+  assert top1 == pytest.approx(results["test/top1"])
+  with pytest.raises(FileNotFoundError, match="config.json"):
+    trainer.load_trained(str(tmp_path / "nothing"))
 
 
 def test_resume_refuses_a_different_config(tmp_path):
