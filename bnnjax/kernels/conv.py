@@ -1,0 +1,188 @@
+"""Binary convolution as im2col + packed XNOR-popcount matmul (SPEC §7).
+
+The input is packed per pixel along its channels (``ceil(c_in/32)`` words per pixel)
+and the kernel per tap along ``c_in``, so im2col gathers whole words: the patch of an
+output position is the ``kh·kw·ceil(c_in/32)`` words of its taps, and the product runs
+over ``K = kh·kw·c_in`` real bits (channel padding bits are 0 in both operands).
+
+Padding. A border of +1 (``pad_value=1``) is exact in one bit: padded pixels are words
+with every channel bit set. Zero padding (``pad_value=0``) is a third value: the conv
+is computed with a +1 border and corrected by
+
+    y_0[p, o] = y_1[p, o] − Σ_{padded taps t of p} s[t, o],  s[t, o] = Σ_c sign(W[t, c, o])
+
+(the padded taps contributed ``+1·sign(W)`` instead of 0; Larq Compute Engine does the
+same). ``s = 2·popcount(W_packed[t, :, o]) − c_in`` comes from the packed kernel, and
+the correction map is a tiny conv of the border indicator with ``s``.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from bnnjax.kernels import api
+from bnnjax.kernels.packing import num_words
+from bnnjax.kernels.packing import pack_bits
+from bnnjax.kernels.packing import popcount_sum
+from bnnjax.kernels.reference import conv_pads
+
+PAD_VALUES = (0.0, 1.0)
+
+
+def _pair(v, name) -> tuple[int, int]:
+  if isinstance(v, (int, np.integer)):
+    v = (int(v), int(v))
+  v = tuple(v)
+  if len(v) != 2 or not all(isinstance(i, (int, np.integer)) and i >= 1 for i in v):
+    raise ValueError(f"{name}={v!r}; allowed values are a positive int or a pair of them.")
+  return tuple(int(i) for i in v)
+
+
+def _check_pad_value(pad_value) -> float:
+  if float(pad_value) not in PAD_VALUES:
+    raise ValueError(f"pad_value={pad_value!r}; allowed values are 0 or 1.")
+  return float(pad_value)
+
+
+def pack_conv_kernel(w: jax.Array) -> jax.Array:
+  """``sign(w)`` of a ``(kh, kw, c_in, c_out)`` kernel packed along ``c_in``:
+  ``(kh, kw, ceil(c_in/32), c_out)`` uint32."""
+  if jnp.ndim(w) != 4:
+    raise ValueError(f"w must be a (kh, kw, c_in, c_out) kernel, got shape {jnp.shape(w)}.")
+  return pack_bits(w, axis=2)
+
+
+def tap_sums(w_packed: jax.Array, in_features: int) -> jax.Array:
+  """``s[kh, kw, o] = Σ_c sign(W[kh, kw, c, o]) = 2·popcount − c_in`` (int32)."""
+  return 2 * popcount_sum(w_packed, axis=2) - in_features
+
+
+def pad_correction(w_packed: jax.Array, in_features: int, in_hw, strides,
+                   pads) -> jax.Array:
+  """``Σ_{padded taps} s`` per output position, ``(H_out, W_out, c_out)`` int32."""
+  (lo_h, hi_h), (lo_w, hi_w) = pads
+  h, w = in_hw
+  border = np.ones((1, h + lo_h + hi_h, w + lo_w + hi_w, 1), np.float32)
+  border[:, lo_h:lo_h + h, lo_w:lo_w + w, :] = 0
+  s = tap_sums(w_packed, in_features).astype(jnp.float32)[:, :, None, :]
+  # Small integers (|Σ| <= kh·kw·c_in): exact in float32.
+  corr = lax.conv_general_dilated(jnp.asarray(border), s, window_strides=strides,
+                                  padding="VALID",
+                                  dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  return jnp.round(corr[0]).astype(jnp.int32)
+
+
+def im2col_packed(x_packed: jax.Array, kernel_size, strides, pads,
+                  in_features: int) -> jax.Array:
+  """Patches of packed pixels with a +1 border: ``(N, H_out, W_out, kh·kw·words)``.
+
+  Args:
+    x_packed: ``(N, H, W, words)`` uint32, pixels packed along channels.
+    kernel_size, strides, pads: the conv geometry (explicit pads).
+    in_features: ``c_in`` (sets which bits a +1 border pixel has).
+  """
+  kh, kw = kernel_size
+  sh, sw = strides
+  (lo_h, hi_h), (lo_w, hi_w) = pads
+  n, h, w, words = x_packed.shape
+  if lo_h or hi_h or lo_w or hi_w:
+    one = pack_bits(jnp.ones((in_features,), jnp.bool_))  # +1 in the real channels
+    inside = np.zeros((h + lo_h + hi_h, w + lo_w + hi_w, 1), bool)
+    inside[lo_h:lo_h + h, lo_w:lo_w + w] = True
+    x_packed = jnp.where(inside, jnp.pad(x_packed, ((0, 0), (lo_h, hi_h), (lo_w, hi_w),
+                                                    (0, 0))), one)
+  hp, wp = x_packed.shape[1:3]
+  ho, wo = (hp - kh) // sh + 1, (wp - kw) // sw + 1
+  if ho < 1 or wo < 1:
+    raise ValueError(f"binary_conv: a {kh}×{kw} kernel does not fit the padded input "
+                     f"{hp}×{wp}.")
+  taps = [x_packed[:, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw, :]
+          for i in range(kh) for j in range(kw)]
+  return jnp.concatenate(taps, axis=-1)
+
+
+def binary_conv_packed(x_packed: jax.Array, w_packed: jax.Array, *, in_features: int,
+                       strides=1, padding="SAME", pad_value: float = 0.0,
+                       implementation: api.Implementation = None,
+                       interpret: bool = False) -> jax.Array:
+  """``sign(x) ⊛ sign(W)`` from packed operands, exactly, as int32 ``(N, Ho, Wo, c_out)``.
+
+  Args:
+    x_packed: ``(N, H, W, ceil(c_in/32))`` uint32, ``pack_bits(x, axis=-1)``.
+    w_packed: ``(kh, kw, ceil(c_in/32), c_out)`` uint32, :func:`pack_conv_kernel`.
+    in_features: ``c_in``.
+    strides: int or pair.
+    padding: ``"SAME"``, ``"VALID"`` or ``((lo, hi), (lo, hi))``.
+    pad_value: value of the border, 0 or 1 (SPEC §7; see the module docstring).
+    implementation: the matmul's implementation (:func:`bnnjax.kernels.xnor_matmul`).
+    interpret: Pallas interpret mode.
+  """
+  x_packed, w_packed = jnp.asarray(x_packed), jnp.asarray(w_packed)
+  if x_packed.ndim != 4 or w_packed.ndim != 4:
+    raise ValueError(f"binary_conv: x_packed must be (N, H, W, words) and w_packed "
+                     f"(kh, kw, words, c_out), got {x_packed.shape} and {w_packed.shape}.")
+  words = num_words(in_features)
+  if x_packed.shape[-1] != words or w_packed.shape[2] != words:
+    raise ValueError(
+        f"binary_conv: in_features={in_features} needs {words} words per pixel and per "
+        f"tap; got x_packed {x_packed.shape} and w_packed {w_packed.shape}.")
+  strides = _pair(strides, "strides")
+  pad_value = _check_pad_value(pad_value)
+  kh, kw, _, c_out = w_packed.shape
+  n, h, w, _ = x_packed.shape
+  pads = conv_pads(padding, (kh, kw), strides, (h, w))
+  patches = im2col_packed(x_packed, (kh, kw), strides, pads, in_features)
+  _, ho, wo, kwords = patches.shape
+  y = api.xnor_matmul(patches.reshape(n * ho * wo, kwords),
+                      w_packed.reshape(kwords, c_out), kh * kw * in_features,
+                      implementation=implementation, interpret=interpret)
+  y = y.reshape(n, ho, wo, c_out)
+  if pad_value == 0.0 and any(p for pair in pads for p in pair):
+    y = y - pad_correction(w_packed, in_features, (h, w), strides, pads)
+  return y
+
+
+def binary_conv(x: jax.Array, w: jax.Array, *, strides=1, padding="SAME",
+                pad_value: float = 0.0, implementation: api.Implementation = None,
+                interpret: bool = False) -> jax.Array:
+  """``sign(x) ⊛ sign(w)`` (``sign(0) = +1``) by packed XNOR-popcount, int32.
+
+  Equals ``lax.conv_general_dilated`` of the ±1 arrays with a border of ``pad_value``
+  exactly (:func:`~bnnjax.kernels.reference.binary_conv_reference`).
+
+  Args:
+    x: NHWC input (any real dtype; only signs matter).
+    w: ``(kh, kw, c_in, c_out)`` kernel.
+    strides, padding, pad_value, implementation, interpret: see
+      :func:`binary_conv_packed`.
+
+  Returns:
+    ``(N, H_out, W_out, c_out)`` int32.
+  """
+  x, w = jnp.asarray(x), jnp.asarray(w)
+  if x.ndim != 4:
+    raise ValueError(f"binary_conv: x must be NHWC, got shape {x.shape}.")
+  if w.ndim != 4 or w.shape[2] != x.shape[-1]:
+    raise ValueError(f"binary_conv: w must be (kh, kw, c_in={x.shape[-1]}, c_out), got "
+                     f"shape {w.shape}.")
+  return binary_conv_packed(pack_bits(x, axis=-1), pack_conv_kernel(w),
+                            in_features=x.shape[-1], strides=strides, padding=padding,
+                            pad_value=pad_value, implementation=implementation,
+                            interpret=interpret)
+
+
+def binary_dense(x: jax.Array, w: jax.Array, *, implementation: api.Implementation = None,
+                 interpret: bool = False) -> jax.Array:
+  """``sign(x) @ sign(w)`` by packed XNOR-popcount, int32 ``(..., d_out)``."""
+  x, w = jnp.asarray(x), jnp.asarray(w)
+  if w.ndim != 2 or x.ndim < 1 or x.shape[-1] != w.shape[0]:
+    raise ValueError(f"binary_dense: x (..., d_in) and w (d_in, d_out) do not match: "
+                     f"{x.shape} and {w.shape}.")
+  lead = x.shape[:-1]
+  a = pack_bits(x.reshape(-1, x.shape[-1]), axis=1)
+  y = api.xnor_matmul(a, pack_bits(w, axis=0), w.shape[0],
+                      implementation=implementation, interpret=interpret)
+  return y.reshape(*lead, w.shape[1])
