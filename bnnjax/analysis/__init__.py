@@ -1,4 +1,5 @@
-"""Analysis of binary networks: theoretical speed-ups, latent-weight distributions."""
+"""Analysis of binary networks: model summary, theoretical speed-ups, training
+diagnostics, latent-weight distributions and plots."""
 
 from bnnjax.analysis.speedup import cf_speedup
 from bnnjax.analysis.speedup import xnor_speedup
@@ -8,3 +9,7 @@ from bnnjax.analysis.latent import bimodality
 from bnnjax.analysis.latent import mode_mass
 from bnnjax.analysis.latent import plot_latent_histograms
 from bnnjax.analysis.latent import two_mode_fit
+from bnnjax.analysis.summary import LayerSummary
+from bnnjax.analysis.summary import ModelSummary
+from bnnjax.analysis.summary import spec_label
+from bnnjax.analysis.summary import summary
