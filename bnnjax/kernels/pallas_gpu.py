@@ -57,6 +57,16 @@ def _popcount_kernel(a_ref, b_ref, o_ref, *, num_words: int, k: int):
   o_ref[...] = k - 2 * acc
 
 
+def _bit_planes(bit, acc, unroll: bool):
+  """``acc = bit(j, acc)`` for ``j < 32``: a Python loop (unrolled in the kernel) or a
+  ``fori_loop`` (Triton's scan lowering does not take ``unroll``)."""
+  if unroll:
+    for j in range(32):
+      acc = bit(j, acc)
+    return acc
+  return lax.fori_loop(0, 32, bit, acc)
+
+
 def _unpack_bit(x: jax.Array, j: int) -> jax.Array:
   """±1 int8 of bit ``j`` of every int32 word (arithmetic shift is fine: & 1)."""
   return (((x >> j) & 1) * 2 - 1).astype(jnp.int8)
@@ -74,7 +84,7 @@ def _mma_kernel(a_ref, b_ref, o_ref, *, num_blocks: int, bk: int, pad_bits: int,
       return acc + jnp.dot(_unpack_bit(a, j), _unpack_bit(b, j),
                            preferred_element_type=jnp.int32)
 
-    return lax.fori_loop(0, 32, bit, acc, unroll=unroll)
+    return _bit_planes(bit, acc, unroll)
 
   acc = lax.fori_loop(0, num_blocks, body, jnp.zeros((bm, bn), jnp.int32))
   o_ref[...] = acc - pad_bits

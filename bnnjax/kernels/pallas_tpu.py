@@ -40,6 +40,16 @@ def _fit(size: int, block: int, align: int) -> tuple[int, int]:
   return block, _round_up(size, block)
 
 
+def _bit_planes(bit, acc, unroll: bool):
+  """``acc = bit(j, acc)`` for ``j < 32``: a Python loop (unrolled in the kernel) or a
+  ``fori_loop`` (Triton's scan lowering does not take ``unroll``)."""
+  if unroll:
+    for j in range(32):
+      acc = bit(j, acc)
+    return acc
+  return lax.fori_loop(0, 32, bit, acc)
+
+
 def _unpack_bit(x: jax.Array, j) -> jax.Array:
   bits = lax.shift_right_logical(x, jnp.asarray(j, jnp.int32)) & 1
   return (bits * 2 - 1).astype(jnp.float32).astype(jnp.bfloat16)
@@ -59,7 +69,7 @@ def _kernel(a_ref, b_ref, o_ref, *, pad_bits: int, unroll: bool):
     return acc + jnp.dot(_unpack_bit(a, j), _unpack_bit(b, j),
                          preferred_element_type=jnp.float32)
 
-  acc = lax.fori_loop(0, 32, bit, jnp.zeros(o_ref.shape, jnp.float32), unroll=unroll)
+  acc = _bit_planes(bit, jnp.zeros(o_ref.shape, jnp.float32), unroll)
   o_ref[...] += acc.astype(jnp.int32)
 
   @pl.when(kk == pl.num_programs(2) - 1)

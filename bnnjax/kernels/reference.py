@@ -59,13 +59,17 @@ def binary_conv_reference(x: jax.Array, w: jax.Array, *, strides=(1, 1),
                           padding="SAME", pad_value: float = 0.0) -> jax.Array:
   """``sign(x) ⊛ sign(w)`` with a border of ``pad_value`` (0 or 1), in ``x``'s dtype.
 
-  NHWC input, ``(kh, kw, c_in, c_out)`` kernel, ``lax.conv_general_dilated``.
+  NHWC input, ``(kh, kw, c_in, c_out)`` kernel, ``lax.conv_general_dilated``;
+  ``strides`` an int or a pair.
   """
+  if isinstance(strides, int):
+    strides = (strides, strides)
+  strides = tuple(strides)
   sx = jnp.where(x >= 0, 1, -1).astype(x.dtype)
   sw = jnp.where(w >= 0, 1, -1).astype(x.dtype)
   pads = conv_pads(padding, w.shape[:2], strides, x.shape[1:3])
   if pad_value == 1.0:
     sx = jnp.pad(sx, ((0, 0), *pads, (0, 0)), constant_values=1)
     pads = ((0, 0), (0, 0))
-  return lax.conv_general_dilated(sx, sw, window_strides=tuple(strides), padding=pads,
+  return lax.conv_general_dilated(sx, sw, window_strides=strides, padding=pads,
                                   dimension_numbers=("NHWC", "HWIO", "NHWC"))
