@@ -13,3 +13,8 @@ from bnnjax.analysis.summary import LayerSummary
 from bnnjax.analysis.summary import ModelSummary
 from bnnjax.analysis.summary import spec_label
 from bnnjax.analysis.summary import summary
+from bnnjax.analysis.diagnostics import flip_ratio
+from bnnjax.analysis.diagnostics import latent_weights
+from bnnjax.analysis.diagnostics import saturation
+from bnnjax.analysis.diagnostics import training_diagnostics
+from bnnjax.analysis.diagnostics import tree_norms
