@@ -18,3 +18,8 @@ from bnnjax.analysis.diagnostics import latent_weights
 from bnnjax.analysis.diagnostics import saturation
 from bnnjax.analysis.diagnostics import training_diagnostics
 from bnnjax.analysis.diagnostics import tree_norms
+from bnnjax.analysis.plots import cf_sharing_error
+from bnnjax.analysis.plots import plot_scaling_factors
+from bnnjax.analysis.plots import plot_training_curves
+from bnnjax.analysis.plots import read_metrics
+from bnnjax.analysis.plots import scaling_factors
