@@ -124,22 +124,37 @@ def dequantize(codes: ArrayLike, scale: ArrayLike, zero_point: ArrayLike, *,
   [-0.5, 0.0, 1.0]
   """
   check_args(scheme, bits)
-  codes = jnp.asarray(codes, jnp.int32)
-  scale = jnp.asarray(scale)
+  return _dequantize(codes, scale, zero_point, bits, scheme, jnp)
+
+
+def _dequantize(codes, scale, zero_point, bits, scheme: str, xp):
+  """:func:`dequantize` without checks, in ``xp`` (``jax.numpy`` or ``numpy``)."""
+  codes = xp.asarray(codes, xp.int32)
+  scale = xp.asarray(scale)
   if scheme == "asymmetric":
-    return scale * (codes - jnp.asarray(zero_point, jnp.int32)).astype(scale.dtype)
+    return scale * (codes - xp.asarray(zero_point, xp.int32)).astype(scale.dtype)
   if scheme == "symmetric":
     return codes.astype(scale.dtype) * scale
-  top = 2**(bits - 1) - 1
-  mag = jnp.ldexp(scale, jnp.abs(codes) - top)
-  return jnp.where(codes == 0, jnp.zeros_like(mag), jnp.sign(codes).astype(mag.dtype) * mag)
+  top = _top(bits, xp)
+  mag = xp.ldexp(scale, xp.abs(codes) - top)
+  return xp.where(codes == 0, xp.zeros_like(mag), xp.sign(codes).astype(mag.dtype) * mag)
 
 
-def _round_log2(a: jax.Array) -> jax.Array:
+def _levels(bits, xp):
+  """``2^n − 1`` as int32 (``bits`` a Python int or a traced integer)."""
+  return xp.left_shift(xp.int32(1), xp.asarray(bits, xp.int32)) - xp.int32(1)
+
+
+def _top(bits, xp):
+  """``2^{n−1} − 1`` as int32."""
+  return xp.left_shift(xp.int32(1), xp.asarray(bits, xp.int32) - xp.int32(1)) - xp.int32(1)
+
+
+def _round_log2(a, xp=jnp):
   """``round(log2 a)`` for ``a > 0``, exactly: from ``a = m·2^p`` with ``m ∈ [½, 1)``,
   ``log2 a = p + log2 m`` with ``log2 m ∈ [−1, 0)``, which rounds to ``p`` iff
   ``m ≥ √½``. (Zero gives a meaningless value; callers mask it.)"""
-  m, p = jnp.frexp(a)
+  m, p = xp.frexp(a)
   return p - (m < math.sqrt(0.5)).astype(p.dtype)
 
 
@@ -180,44 +195,59 @@ def quantize(x: ArrayLike, *, scheme: str, bits: int, axis: int | None = None) -
   if not jnp.issubdtype(x.dtype, jnp.floating):
     x = x.astype(jnp.float32)
   axes, axis = _reduce_axes(x.ndim, axis)
+  values, codes, scale, zero_point = quantize_arrays(x, bits, scheme=scheme, axes=axes,
+                                                     xp=jnp)
+  return Quantized(values=values, codes=codes, scale=scale, zero_point=zero_point,
+                   scheme=scheme, bits=bits, axis=axis)
+
+
+def quantize_arrays(x, bits, *, scheme: str, axes: tuple[int, ...], xp=jnp):
+  """The arrays of :func:`quantize` without checks: ``(values, codes, scale,
+  zero_point)``, one scale per slice over the reduced ``axes``.
+
+  ``xp`` is ``jax.numpy`` (jittable; ``bits`` may then be traced) or ``numpy``: the
+  same float32 operations on the host, with no compilation, which is what
+  :func:`bnnjax.ptq.quantize_params` uses to quantize a hundred tensors of many
+  shapes in milliseconds.
+  """
   dtype = x.dtype
 
   if scheme == "asymmetric":
-    levels = 2**bits - 1
-    lo = jnp.min(x, axis=axes, keepdims=True)
-    hi = jnp.max(x, axis=axes, keepdims=True)
-    delta = (hi - lo) / levels
-    delta = jnp.where(delta > 0, delta,
-                      jnp.where(lo != 0, jnp.abs(lo) / levels, jnp.ones_like(lo)))
-    zero_point = jnp.round(-lo / delta)
-    codes = jnp.clip(jnp.round(x / delta) + zero_point, 0, levels).astype(jnp.int32)
-    scale, zero_point = delta, zero_point.astype(jnp.int32)
+    levels = _levels(bits, xp)
+    lo = xp.min(x, axis=axes, keepdims=True)
+    hi = xp.max(x, axis=axes, keepdims=True)
+    delta = (hi - lo) / levels.astype(dtype)
+    delta = xp.where(delta > 0, delta,
+                     xp.where(lo != 0, xp.abs(lo) / levels.astype(dtype),
+                              xp.ones_like(lo)))
+    zero_point = xp.round(-lo / delta)
+    codes = xp.clip(xp.round(x / delta) + zero_point, 0, levels).astype(xp.int32)
+    scale, zero_point = delta, zero_point.astype(xp.int32)
 
   elif scheme == "symmetric":
-    top = 2**(bits - 1) - 1
-    m = jnp.max(jnp.abs(x), axis=axes, keepdims=True)
-    m = jnp.where(m > 0, m, jnp.ones_like(m))
-    codes = jnp.clip(jnp.round(x * top / m), -top, top).astype(jnp.int32)
-    scale, zero_point = m / top, jnp.zeros(m.shape, jnp.int32)
+    top = _top(bits, xp)
+    m = xp.max(xp.abs(x), axis=axes, keepdims=True)
+    m = xp.where(m > 0, m, xp.ones_like(m))
+    codes = xp.clip(xp.round(x * top.astype(dtype) / m), -top, top).astype(xp.int32)
+    scale, zero_point = m / top.astype(dtype), xp.zeros(m.shape, xp.int32)
 
   else:  # power_of_two
-    top = 2**(bits - 1) - 1  # the number of exponents
-    a = jnp.abs(x)
-    m = jnp.max(a, axis=axes, keepdims=True)
-    e_max = jnp.where(m > 0, _round_log2(jnp.where(m > 0, m, 1)), 0)
+    top = _top(bits, xp)  # the number of exponents
+    a = xp.abs(x)
+    m = xp.max(a, axis=axes, keepdims=True)
+    e_max = xp.where(m > 0, _round_log2(xp.where(m > 0, m, 1), xp), 0)
     e_min = e_max - top + 1
-    safe = jnp.where(a > 0, a, 1)
-    e = jnp.clip(_round_log2(safe), e_min, e_max)
+    safe = xp.where(a > 0, a, 1)
+    e = xp.clip(_round_log2(safe, xp), e_min, e_max)
     # a < 2^(e_min - 1) iff a's binary exponent p (a = m·2^p, m in [1/2, 1)) is at
     # most e_min - 1; comparing exponents avoids forming a subnormal threshold,
     # which XLA on CPU flushes to zero.
-    is_zero = (a == 0) | (jnp.frexp(safe)[1] <= e_min - 1)
+    is_zero = (a == 0) | (xp.frexp(safe)[1] <= e_min - 1)
     k = e - e_min + 1
-    codes = jnp.where(is_zero, 0, jnp.where(x >= 0, k, -k)).astype(jnp.int32)
-    scale = jnp.ldexp(jnp.ones(m.shape, dtype), e_max)
-    zero_point = jnp.zeros(m.shape, jnp.int32)
+    codes = xp.where(is_zero, 0, xp.where(x >= 0, k, -k)).astype(xp.int32)
+    scale = xp.ldexp(xp.ones(m.shape, dtype), e_max)
+    zero_point = xp.zeros(m.shape, xp.int32)
 
   scale = scale.astype(dtype)
-  values = dequantize(codes, scale, zero_point, scheme=scheme, bits=bits).astype(dtype)
-  return Quantized(values=values, codes=codes, scale=scale, zero_point=zero_point,
-                   scheme=scheme, bits=bits, axis=axis)
+  values = _dequantize(codes, scale, zero_point, bits, scheme, xp).astype(dtype)
+  return values, codes, scale, zero_point

@@ -235,3 +235,21 @@ def test_integer_input_is_quantized_as_float():
   q = ptq.quantize(jnp.array([-2, 0, 4]), scheme="symmetric", bits=3)
   assert q.values.dtype == jnp.float32
   np.testing.assert_allclose(q.values, [-8 / 3, 0.0, 4.0], rtol=1e-6)  # -1.5 -> -2
+
+
+@pytest.mark.parametrize("scheme,axis", itertools.product(ptq.SCHEMES, (None, -1)))
+def test_numpy_path_equals_jax_path(scheme, axis):
+  # quantize_params quantizes on the host with numpy: the same codes, and values equal
+  # up to float32 rounding (XLA may divide by a reciprocal).
+  from bnnjax.ptq.quantizers import quantize_arrays
+  for bits in range(2, 9):
+    x = np.asarray(_random(30 + bits))
+    q = ptq.quantize(x, scheme=scheme, bits=bits, axis=axis)
+    reduce = tuple(range(3)) if axis == -1 else tuple(range(4))
+    got = quantize_arrays(x, bits, scheme=scheme, axes=reduce, xp=np)
+    for a, b in zip(got, (q.values, q.codes, q.scale, q.zero_point)):
+      assert a.dtype == b.dtype
+      if a.dtype == np.int32:
+        np.testing.assert_array_equal(a, b, err_msg=f"bits={bits}")
+      else:
+        np.testing.assert_allclose(a, b, rtol=3e-7, atol=0, err_msg=f"bits={bits}")
