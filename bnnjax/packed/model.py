@@ -168,7 +168,7 @@ def _export_layer(layer, pre_bn: nnx.BatchNorm | None, pre_act: str,
   arrays: dict[str, np.ndarray] = {}
   w = np.asarray(layer.kernel[...], np.float32)
   bias = None if layer.bias is None else np.asarray(layer.bias[...], np.float32)
-  if kind == "float":
+  if not spec.binary_kernel:  # "float" and "binary_input" keep a float kernel
     if post_bn is not None:
       p = _bn_arrays(post_bn)
       mul = (p["scale"] / np.sqrt(p["var"] + p["epsilon"])).astype(np.float32)

@@ -55,11 +55,12 @@ class _XnorMatmulTests:
 
 
 class TestReference(_XnorMatmulTests):
-  matmul = staticmethod(reference.xnor_matmul_reference)
+  matmul = staticmethod(jax.jit(reference.xnor_matmul_reference, static_argnums=2))
 
 
 class TestPopcountReference(_XnorMatmulTests):
-  matmul = staticmethod(reference.xnor_matmul_popcount_reference)
+  matmul = staticmethod(jax.jit(reference.xnor_matmul_popcount_reference,
+                                static_argnums=2))
 
 
 class TestXla(_XnorMatmulTests):
