@@ -9,10 +9,10 @@ from bnnjax.analysis.latent import bimodality
 from bnnjax.analysis.latent import mode_mass
 from bnnjax.analysis.latent import plot_latent_histograms
 from bnnjax.analysis.latent import two_mode_fit
-from bnnjax.analysis.summary import LayerSummary
-from bnnjax.analysis.summary import ModelSummary
-from bnnjax.analysis.summary import spec_label
-from bnnjax.analysis.summary import summary
+from bnnjax.analysis.model_summary import LayerSummary
+from bnnjax.analysis.model_summary import ModelSummary
+from bnnjax.analysis.model_summary import spec_label
+from bnnjax.analysis.model_summary import summary
 from bnnjax.analysis.diagnostics import flip_ratio
 from bnnjax.analysis.diagnostics import latent_weights
 from bnnjax.analysis.diagnostics import saturation

@@ -1,7 +1,6 @@
 """summary(): hand-counted two-layer models, and every zoo model × method."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx

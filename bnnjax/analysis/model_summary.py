@@ -67,11 +67,9 @@ from bnnjax.nn.layers import Modulation
 from bnnjax.nn.layers import PriorParam
 from bnnjax.nn.layers import QuantConv
 from bnnjax.nn.layers import QuantDense
-from bnnjax.nn.layers import ScaleFactor
 from bnnjax.nn.spec import QuantSpec
 
 _TRAINING_ONLY = (Modulation, PriorParam, ClassCenter)
-_MAC_MODULES = (QuantConv, QuantDense, nnx.Conv, nnx.Linear)
 
 
 @dataclasses.dataclass(frozen=True)
