@@ -3,6 +3,11 @@
 Flags: ``--config=configs/x.py[:arg]`` (``get_config(arg)``), single-field overrides
 ``--config.field=value``, and ``--workdir`` (default ``runs/<config name>[_<arg>]``).
 Running the same command again resumes from the workdir's last checkpoint.
+
+Several processes (hosts of a TPU pod or GPU cluster): run the same command on every
+host with ``--distributed``; JAX finds the cluster itself on Cloud TPU, SLURM, Open MPI
+and GKE. Elsewhere give ``--coordinator_address=HOST:PORT --num_processes=N
+--process_id=I`` on each process. Training is data-parallel over all devices.
 """
 
 from __future__ import annotations
@@ -20,6 +25,12 @@ _CONFIG = config_flags.DEFINE_config_file(
     lock_config=True)
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Directory for checkpoints, metrics and results (resumed if present).")
+_DISTRIBUTED = flags.DEFINE_bool(
+    "distributed", False, "Call jax.distributed.initialize() (cluster auto-detection).")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "host:port of process 0, for a multi-process run.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in the run.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
 
 
 def default_workdir(config_arg: str) -> str:
@@ -35,6 +46,15 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   from bnnjax import train  # after flag parsing, so --help is fast
+  from bnnjax.train import parallel
+  explicit = (_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+  if any(v is not None for v in explicit):
+    if any(v is None for v in explicit):
+      raise app.UsageError("--coordinator_address, --num_processes and --process_id "
+                           "go together; give all three (or --distributed alone).")
+    parallel.initialize(*explicit)
+  elif _DISTRIBUTED.value:
+    parallel.initialize()
   # orbax logs every checkpoint step at INFO; keep the console for the progress bar.
   logging.set_verbosity(logging.WARNING)
   workdir = _WORKDIR.value or default_workdir(flags.FLAGS["config"].serialize()

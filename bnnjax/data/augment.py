@@ -57,17 +57,22 @@ def resize(images: np.ndarray, size: int) -> np.ndarray:
 
 
 def pad_crop_flip(images: np.ndarray, rng: np.random.Generator, *,
-                  pad: int = 4) -> np.ndarray:
+                  pad: int = 4, total: int | None = None, start: int = 0) -> np.ndarray:
   """CIFAR augmentation: zero-pad ``pad`` pixels, random HxW crop, random h-flip.
 
   For each image ``i`` draws offsets ``(dy, dx)`` uniformly in ``{0, ..., 2*pad}``
   and a flip bit with probability 1/2, and returns
   ``out[i] = flip_i(padded[i, dy:dy+H, dx:dx+W])``, same shape and dtype as
-  ``images`` (NHWC).
+  ``images`` (NHWC). With ``total``, the draws are made for a batch of ``total``
+  images and ``images`` get those of positions ``[start, start + n)``: a process's
+  shard of a global batch is augmented exactly as in a single-process run.
   """
   n, h, w, _ = images.shape
-  offsets = rng.integers(0, 2 * pad + 1, size=(n, 2))
-  flips = rng.random(n) < 0.5
+  total = n if total is None else total
+  if not 0 <= start <= total - n:
+    raise ValueError(f"start={start} with {n} images does not fit in total={total}.")
+  offsets = rng.integers(0, 2 * pad + 1, size=(total, 2))[start:start + n]
+  flips = (rng.random(total) < 0.5)[start:start + n]
   padded = np.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
   rows = offsets[:, :1] + np.arange(h)  # (n, h)
   cols = offsets[:, 1:] + np.arange(w)  # (n, w)

@@ -43,9 +43,9 @@ class Loader(Protocol):
   num_examples: int
   image_shape: tuple[int, int, int]
 
-  def load(self, indices: np.ndarray, seed: np.random.SeedSequence | None
+  def load(self, indices: np.ndarray, seeds: Sequence[np.random.SeedSequence] | None
            ) -> tuple[np.ndarray, np.ndarray]:
-    """Images and labels at ``indices``; ``seed`` for per-example randomness."""
+    """Images and labels at ``indices``; ``seeds[i]`` for example ``i``'s randomness."""
 
 
 class ArrayLoader:
@@ -61,8 +61,8 @@ class ArrayLoader:
     self.num_examples = images.shape[0]
     self.image_shape = tuple(images.shape[1:])
 
-  def load(self, indices, seed):
-    del seed  # in-memory images need no per-example randomness
+  def load(self, indices, seeds):
+    del seeds  # in-memory images need no per-example randomness
     return self.images[indices], self.labels[indices]
 
 
@@ -113,10 +113,10 @@ class RecordLoader:
       array = augment.resize(array[None], self.size)[0]
     return array
 
-  def load(self, indices, seed):
-    """Decodes ``indices``; example ``i`` draws from ``seed.spawn(len(indices))[i]``."""
+  def load(self, indices, seeds):
+    """Decodes ``indices``; example ``i`` draws from ``seeds[i]``."""
     records = self.source.read(indices)
-    seeds = seed.spawn(len(records)) if seed is not None else [None] * len(records)
+    seeds = list(seeds) if seeds is not None else [None] * len(records)
     images = list(self._executor().map(self._one, records, seeds))
     labels = np.asarray([self.source.label(r) for r in records], np.int32)
     return np.stack(images), labels
@@ -125,18 +125,38 @@ class RecordLoader:
 class Pipeline:
   """An iterable of numpy batches of one split, deterministic from ``(seed, step)``.
 
+  With ``shard=(index, count)`` (one shard per process of a multi-host run) the
+  pipeline yields rows ``[index*b, (index+1)*b)``, ``b = batch_size // count``, of
+  each global batch, with exactly the augmentation draws those rows get in a
+  single-process run; the shards of all processes together are the global batch.
+
+  Evaluation with ``pad_remainder=True`` yields full-size batches whose last one is
+  padded (repeating its last example) and carries ``"mask"`` (1 for real examples),
+  so every batch has the same shape (one compilation, divisible by device counts).
+
   Attributes:
     num_examples: examples in the (possibly truncated) split.
-    batch_size: examples per batch (the last eval batch may be smaller).
+    batch_size: examples per global batch (the last eval batch may be smaller).
+    local_batch_size: examples per batch of this shard.
     steps_per_epoch: batches per pass over the split (``len(pipeline)``).
     image_shape: ``(H, W, C)`` of the batched images.
   """
 
   def __init__(self, loader: Loader, *, batch_size: int, train: bool, seed: int,
                mean: Sequence[float], std: Sequence[float], augment_kind: str = "none",
-               drop_remainder: bool | None = None, name: str = "", split: str = ""):
+               drop_remainder: bool | None = None, name: str = "", split: str = "",
+               shard: tuple[int, int] = (0, 1), pad_remainder: bool = False):
     if not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
       raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    index, count = shard
+    if not (0 <= index < count):
+      raise ValueError(f"shard={shard!r}: need 0 <= index < count.")
+    if batch_size % count:
+      raise ValueError(f"batch_size={batch_size} is not divisible by the {count} "
+                       "processes (shards) that share each batch.")
+    self.shard = (int(index), int(count))
+    self.local_batch_size = int(batch_size) // int(count)
+    self.pad_remainder = bool(pad_remainder)
     if not isinstance(seed, (int, np.integer)) or seed < 0:
       raise ValueError(f"seed must be a non-negative integer, got {seed!r}.")
     if augment_kind not in AUGMENTATIONS:
@@ -203,18 +223,29 @@ class Pipeline:
     return np.arange(lo, min(lo + self.batch_size, self.num_examples))
 
   def batch(self, step: int) -> Batch:
-    """Batch number ``step``: normalised float32 images and int32 labels."""
+    """Batch number ``step`` (this shard's rows of it): normalised float32 images,
+    int32 labels, and with ``pad_remainder`` a float32 ``mask``."""
     idx = self.indices(step)
-    example_seed = batch_rng = None
+    n_real = len(idx)
+    if self.pad_remainder and n_real < self.batch_size:
+      idx = np.concatenate([idx, np.full(self.batch_size - n_real, idx[-1])])
+    lo = self.shard[0] * self.local_batch_size
+    hi = lo + self.local_batch_size if self.shard[1] > 1 else len(idx)
+    example_seeds = batch_rng = None
     if self.train:
       batch_seed, example_seed = np.random.SeedSequence(
           [self.seed, _AUGMENT_STREAM, step]).spawn(2)
       batch_rng = np.random.default_rng(batch_seed)
-    images, labels = self.loader.load(idx, example_seed)
+      if isinstance(self.loader, RecordLoader):
+        example_seeds = example_seed.spawn(len(idx))[lo:hi]
+    images, labels = self.loader.load(idx[lo:hi], example_seeds)
     if self.train and self.augment_kind == "cifar":
-      images = augment.pad_crop_flip(images, batch_rng, pad=4)
-    return {"image": augment.normalize(images, self.mean, self.std),
-            "label": np.asarray(labels, np.int32)}
+      images = augment.pad_crop_flip(images, batch_rng, pad=4, total=len(idx), start=lo)
+    out = {"image": augment.normalize(images, self.mean, self.std),
+           "label": np.asarray(labels, np.int32)}
+    if self.pad_remainder:
+      out["mask"] = (np.arange(len(idx)) < n_real).astype(np.float32)[lo:hi]
+    return out
 
   def iterate(self, start_step: int = 0, *, prefetch: int = 2) -> Iterator[Batch]:
     """Yields batches ``start_step, start_step + 1, ...``.
@@ -253,19 +284,23 @@ class Pipeline:
 def from_arrays(images: np.ndarray, labels: np.ndarray, *, batch_size: int,
                 train: bool, seed: int, mean: Sequence[float] | None = None,
                 std: Sequence[float] | None = None, augment_kind: str = "none",
-                drop_remainder: bool | None = None) -> Pipeline:
+                drop_remainder: bool | None = None, shard: tuple[int, int] = (0, 1),
+                pad_remainder: bool = False) -> Pipeline:
   """A ``Pipeline`` over in-memory uint8 NHWC ``images`` (default mean = std = 0.5)."""
   channels = images.shape[-1]
   return Pipeline(ArrayLoader(images, labels), batch_size=batch_size, train=train,
                   seed=seed, mean=mean or (0.5,) * channels,
                   std=std or (0.5,) * channels, augment_kind=augment_kind,
-                  drop_remainder=drop_remainder, name="<arrays>")
+                  drop_remainder=drop_remainder, name="<arrays>", shard=shard,
+                  pad_remainder=pad_remainder)
 
 
 def make_pipeline(name: str, *, split: str, batch_size: int, train: bool, seed: int,
                   data_dir: str | os.PathLike | None = None,
                   num_examples: int | None = None, image_size: int | None = None,
-                  drop_remainder: bool | None = None, augment: bool = True) -> Pipeline:
+                  drop_remainder: bool | None = None, augment: bool = True,
+                  shard: tuple[int, int] = (0, 1), pad_remainder: bool = False
+                  ) -> Pipeline:
   """The batches of ``split`` of dataset ``name`` (see the module docstring).
 
   Args:
@@ -284,6 +319,10 @@ def make_pipeline(name: str, *, split: str, batch_size: int, train: bool, seed: 
     drop_remainder: drop the last partial batch of each pass (default: ``train``).
     augment: apply the dataset's training augmentation when ``train``; False trains
       on un-augmented images (ImageNet-like data then gets the eval resize/crop).
+    shard: ``(process_index, process_count)``: this process's rows of each batch
+      (see :class:`Pipeline`).
+    pad_remainder: evaluation only: pad the last batch to ``batch_size`` and add a
+      ``"mask"`` of real examples.
 
   Raises:
     ValueError: unknown dataset name or split, invalid batch size or seed.
@@ -313,4 +352,5 @@ def make_pipeline(name: str, *, split: str, batch_size: int, train: bool, seed: 
     std = (float(np.mean(std)),) * loader.image_shape[-1]
   return Pipeline(loader, batch_size=batch_size, train=train, seed=seed, mean=mean,
                   std=std, augment_kind=rec.augment if augment else "none",
-                  drop_remainder=drop_remainder, name=name, split=split)
+                  drop_remainder=drop_remainder, name=name, split=split, shard=shard,
+                  pad_remainder=pad_remainder)

@@ -14,15 +14,18 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
+from bnnjax.train.parallel import to_host
+
 
 def _is_key(x) -> bool:
   return isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
 
 
 def _to_saveable(tree) -> dict[str, np.ndarray]:
+  # Host copies of replicated arrays: orbax writes numpy arrays from process 0 only,
+  # and the checkpoint restores onto any device count.
   leaves = jax.tree.leaves(tree)
-  return {f"{i:05d}": np.asarray(jax.random.key_data(x) if _is_key(x) else x)
-          for i, x in enumerate(leaves)}
+  return {f"{i:05d}": to_host(x) for i, x in enumerate(leaves)}
 
 
 def _from_saveable(flat: dict, like):

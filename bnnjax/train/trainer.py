@@ -6,7 +6,9 @@ model, loss terms, optimizer), restore, a jit-compiled train step over the NNX s
 and the final evaluation. The model is split into ``params`` (every ``nnx.Param``,
 including ``LatentWeight`` and ``ScaleFactor``) and ``rest`` (batch statistics, RNG
 state and any other variables, e.g. BONN's class centres); the optimizer sees only
-``params``.
+``params``. Training is data-parallel over every device of every process
+(:mod:`bnnjax.train.parallel`): replicated state, batches sharded on a ``"data"`` mesh
+axis; only process 0 writes metrics and results.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from bnnjax.analysis import latent as latent_lib
 from bnnjax.train import checkpoint as ckpt_lib
 from bnnjax.train import loss_terms as loss_lib
 from bnnjax.train import optim
+from bnnjax.train import parallel
 from bnnjax.train.writers import MetricWriter
 
 # Fields that may change between a run and its resumption without changing results.
@@ -170,7 +173,7 @@ def _check_workdir_config(workdir: str, config) -> None:
           f"--workdir={workdir} holds a run with a different config ({details}). "
           "Resume it with its own config, or use a new --workdir; nothing was "
           "changed.")
-  else:
+  elif parallel.is_main_process():
     os.makedirs(workdir, exist_ok=True)
     with open(path, "w") as f:
       json.dump(current, f, indent=2, sort_keys=True)
@@ -202,15 +205,16 @@ def _forward(graphdef, params, rest, batch, train):
   return model, {"logits": logits, "features": features}
 
 
-def _accuracy_counts(logits, labels):
-  top1 = jnp.sum(jnp.argmax(logits, -1) == labels)
+def _accuracy_counts(logits, labels, mask=None):
+  mask = jnp.ones(labels.shape, jnp.float32) if mask is None else mask
+  top1 = jnp.sum((jnp.argmax(logits, -1) == labels) * mask)
   k = min(5, logits.shape[-1])
   _, topk = jax.lax.top_k(logits, k)
-  top5 = jnp.sum(jnp.any(topk == labels[:, None], axis=-1))
+  top5 = jnp.sum(jnp.any(topk == labels[:, None], axis=-1) * mask)
   return top1, top5
 
 
-def make_train_step(graphdef, tx, terms, schedules, latent_flags, clip_latent):
+def make_train_step(graphdef, tx, terms, schedules, latent_flags, clip_latent, mesh=None):
   """The jit-compiled step: loss (CE + Σ weight·term), gradient, update, clipping."""
 
   def loss_fn(params, rest, batch, step):
@@ -248,30 +252,42 @@ def make_train_step(graphdef, tx, terms, schedules, latent_flags, clip_latent):
       metrics["lr" if name == "default" else f"lr/{name}"] = sched(state.step)
     return TrainState(state.step + 1, params, rest, opt_state), metrics
 
-  return jax.jit(step_fn, donate_argnums=(0,))
+  if mesh is None:
+    return jax.jit(step_fn, donate_argnums=(0,))
+  # State and metrics stay replicated; the batch arrives sharded on "data".
+  return jax.jit(step_fn, donate_argnums=(0,), out_shardings=parallel.replicated(mesh))
 
 
-def make_eval_step(graphdef):
+def make_eval_step(graphdef, mesh=None):
   def eval_fn(params, rest, batch):
     _, outputs = _forward(graphdef, params, rest, batch, train=False)
-    logits = outputs["logits"]
-    loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).sum()
-    top1, top5 = _accuracy_counts(logits, batch["label"])
-    return {"loss": loss, "top1": top1, "top5": top5, "count": batch["label"].shape[0]}
-  return jax.jit(eval_fn)
+    logits, mask = outputs["logits"], batch["mask"]
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])
+    top1, top5 = _accuracy_counts(logits, batch["label"], mask)
+    return {"loss": jnp.sum(loss * mask), "top1": top1, "top5": top5,
+            "count": jnp.sum(mask)}
+  if mesh is None:
+    return jax.jit(eval_fn)
+  return jax.jit(eval_fn, out_shardings=parallel.replicated(mesh))
 
 
-def evaluate(eval_step, state, config, info) -> dict[str, float]:
-  """Top-1/top-5 and loss over the test split (each example once)."""
+def evaluate(eval_step, state, config, info, mesh=None) -> dict[str, float]:
+  """Top-1/top-5 and loss over the test split (each example once).
+
+  Every batch has ``eval_batch_size`` rows (the last one padded and masked), split
+  over the processes and devices of ``mesh``.
+  """
+  mesh = parallel.make_mesh() if mesh is None else mesh
   pipe = data_lib.make_pipeline(
       config.dataset, split=info.splits[1], batch_size=config.get("eval_batch_size", 256),
       train=False, seed=config.seed, data_dir=config.get("data_dir", None),
       num_examples=config.get("num_test_examples", None),
-      image_size=config.get("image_size", None))
+      image_size=config.get("image_size", None), shard=parallel.process_shard(),
+      pad_remainder=True)
   totals = {"loss": 0.0, "top1": 0.0, "top5": 0.0, "count": 0.0}
   for batch in pipe:
-    out = jax.device_get(eval_step(state.params, state.rest,
-                                   jax.tree.map(jnp.asarray, batch)))
+    out = parallel.to_host_tree(eval_step(state.params, state.rest,
+                                          parallel.shard_batch(batch, mesh)))
     for k in totals:
       totals[k] += float(out[k])
   n = max(totals["count"], 1.0)
@@ -300,25 +316,33 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
   latent_flags = [isinstance(v, nn.LatentWeight) for _, v in variables]
   latent_names = {i: "/".join(str(getattr(k, "key", k)) for k in path)
                   for i, (path, v) in enumerate(variables) if latent_flags[i]}
+  mesh = parallel.make_mesh()
+  parallel.check_batch_size(config.batch_size, "config.batch_size")
+  parallel.check_batch_size(config.get("eval_batch_size", 256), "config.eval_batch_size")
+  main = parallel.is_main_process()
   state = setup.state
 
   # --- Restore.
   checkpointer = ckpt_lib.Checkpointer(workdir, config.get("keep_checkpoints", 2))
   if checkpointer.latest_step() is not None:
     state = checkpointer.restore(state)
-    print(f"Resuming from the checkpoint of step {int(state.step)} in {workdir}",
-          flush=True)
+    if main:
+      print(f"Resuming from the checkpoint of step {int(state.step)} in {workdir}",
+            flush=True)
   start = int(state.step)
+  state = parallel.replicate(state, mesh)
 
   train_step = make_train_step(graphdef, tx, terms, schedules, latent_flags,
-                               config.get("clip_latent", None))
-  eval_step = make_eval_step(graphdef)
-  writer = MetricWriter(workdir, tensorboard=config.get("tensorboard", True))
+                               config.get("clip_latent", None), mesh)
+  eval_step = make_eval_step(graphdef, mesh)
+  writer = MetricWriter(workdir, tensorboard=config.get("tensorboard", True),
+                        enabled=main)
   pipe = data_lib.make_pipeline(
       config.dataset, split=info.splits[0], batch_size=config.batch_size, train=True,
       seed=config.seed, data_dir=config.get("data_dir", None),
       num_examples=config.get("num_train_examples", None),
-      image_size=config.get("image_size", None), augment=config.get("augment", True))
+      image_size=config.get("image_size", None), augment=config.get("augment", True),
+      shard=parallel.process_shard())
 
   log_every = config.get("log_every_steps", 50)
   ckpt_every = config.get("checkpoint_every_steps", 500)
@@ -331,7 +355,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     nonlocal pending, last_log
     if not pending:
       return {}
-    host = jax.device_get(pending)
+    host = parallel.to_host_tree(pending)
     pending = []
     avg = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
     now = time.perf_counter()
@@ -354,18 +378,21 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
   def record_histograms(step: int) -> None:
     """Appends per-layer latent-weight histograms (BONN Figs. 3-4) at ``step``."""
     leaves = jax.tree.leaves(state.params)
-    layers = [(name, np.asarray(leaves[i])) for i, name in latent_names.items()]
+    layers = [(name, parallel.to_host(leaves[i])) for i, name in latent_names.items()]
+    if not main:
+      return
     with open(hist_path, "a") as f:
       f.write(json.dumps(latent_lib.histogram_record(step, layers)) + "\n")
 
   # --- Train.
   if hist_every and latent_names and start == 0:
     record_histograms(0)
-  progress = tqdm(total=total_steps, initial=start, disable=not config.get("progress", True),
+  progress = tqdm(total=total_steps, initial=start,
+                  disable=not (main and config.get("progress", True)),
                   desc=f"{config.model_name}/{config.method}", dynamic_ncols=True)
   batches = pipe.iterate(start)
   for step in range(start + 1, total_steps + 1):
-    batch = jax.tree.map(jnp.asarray, next(batches))
+    batch = parallel.shard_batch(next(batches), mesh)
     state, metrics = train_step(state, batch)
     pending.append(metrics)
     progress.update(1)
@@ -379,15 +406,17 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     if hist_every and latent_names and (step % hist_every == 0 or step == total_steps):
       record_histograms(step)
     if eval_every and step % eval_every == 0 and step != total_steps:
-      writer.write(step, evaluate(eval_step, state, config, info))
+      writer.write(step, evaluate(eval_step, state, config, info, mesh))
   progress.close()
 
   # --- Final evaluation.
-  results = evaluate(eval_step, state, config, info)
+  results = evaluate(eval_step, state, config, info, mesh)
   writer.write(total_steps, results)
   writer.close()
   checkpointer.close()
   results = {**results, "step": total_steps}
+  if not main:
+    return results
   if os.path.exists(hist_path):
     latent_lib.plot_latent_histograms(hist_path, os.path.join(workdir, "plots"))
   with open(os.path.join(workdir, "results.json"), "w") as f:

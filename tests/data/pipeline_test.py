@@ -208,6 +208,62 @@ def test_imagenet_pipeline_with_mock_data():
     assert shapes == [(5, 224, 224, 3), (5, 224, 224, 3), (2, 224, 224, 3)]
 
 
+def _concat_shards(batches):
+  return {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
+
+
+@pytest.mark.parametrize("augment_kind", ["none", "cifar"])
+def test_process_shards_together_are_the_single_process_batch(augment_kind):
+  images, labels = mnist_like(40)
+  make = lambda shard: pipeline_lib.from_arrays(
+      images, labels, batch_size=8, train=True, seed=3, augment_kind=augment_kind,
+      shard=shard)
+  whole = take(make((0, 1)).iterate(0), 7)
+  shards = [take(make((i, 4)).iterate(0), 7) for i in range(4)]
+  assert shards[0][0]["image"].shape == (2, 28, 28, 1)
+  for step in range(7):
+    joined = _concat_shards([s[step] for s in shards])
+    np.testing.assert_array_equal(joined["image"], whole[step]["image"])
+    np.testing.assert_array_equal(joined["label"], whole[step]["label"])
+
+
+def test_imagenet_shards_get_the_single_process_crops():
+  with tfds.testing.mock_data(num_examples=12):
+    make = lambda shard: data.make_pipeline(
+        "imagenet2012", split="train", batch_size=4, train=True, seed=5, image_size=32,
+        shard=shard)
+    whole = take(make((0, 1)).iterate(0), 2)
+    shards = [take(make((i, 2)).iterate(0), 2) for i in range(2)]
+    for step in range(2):
+      np.testing.assert_array_equal(
+          _concat_shards([s[step] for s in shards])["image"], whole[step]["image"])
+
+
+def test_eval_pad_remainder_masks_the_padding_and_shards():
+  images, labels = mnist_like(10)
+  make = lambda shard: pipeline_lib.Pipeline(
+      pipeline_lib.ArrayLoader(images, labels), batch_size=4, train=False, seed=0,
+      mean=(0.5,), std=(0.5,), shard=shard, pad_remainder=True)
+  whole = list(make((0, 1)))
+  assert [b["image"].shape[0] for b in whole] == [4, 4, 4]
+  np.testing.assert_array_equal(whole[-1]["mask"], [1, 1, 0, 0])
+  real = np.concatenate([b["label"][b["mask"] > 0] for b in whole])
+  np.testing.assert_array_equal(real, np.arange(10))
+  halves = [list(make((i, 2))) for i in range(2)]
+  np.testing.assert_array_equal(halves[1][-1]["mask"], [0, 0])
+  np.testing.assert_array_equal(halves[0][-1]["label"], [8, 9])
+
+
+def test_shard_errors_name_the_problem():
+  images, labels = mnist_like(10)
+  with pytest.raises(ValueError, match="not divisible by the 3 processes"):
+    pipeline_lib.from_arrays(images, labels, batch_size=4, train=True, seed=0,
+                             shard=(0, 3))
+  with pytest.raises(ValueError, match="shard"):
+    pipeline_lib.from_arrays(images, labels, batch_size=4, train=True, seed=0,
+                             shard=(2, 2))
+
+
 # ------------------------------------------------------------------------ errors
 @pytest.mark.parametrize("call", [
     lambda: data.make_pipeline("no_such_dataset", split="train", batch_size=8,
