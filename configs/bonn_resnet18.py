@@ -31,3 +31,15 @@ def get_config(arg=None):
   if args.dataset:
     c.dataset = args.dataset
   return c
+
+
+def sweep(add, arg=None):
+  """BONN Table 2 and the λ study (§3.2): λ ∈ {0, 1e-5, 1e-4, 1e-3} × θ ∈ {0, 1e-3}
+  (``python -m experiments.sweep --config=configs/bonn_resnet18.py --workdir=...``)."""
+  args = common.parse_arg(arg, paper=False, dataset="", method="bonn")
+  if args.method != "bonn":
+    raise ValueError(f"Config argument method={args.method!r}: the sweep varies BONN's "
+                     "λ and θ, so it needs method=bonn.")
+  for lam in (0.0, 1e-5, 1e-4, 1e-3):
+    for theta in (0.0, 1e-3):
+      add(bonn_lambda=lam, bonn_theta=theta)

@@ -18,3 +18,9 @@ def _paper(c):
 def get_config(arg=None):
   return common.cross_filter_config(arg, model_name="resnet18",
                                     small_kwargs={"width": 16}, paper_fn=_paper)
+
+
+def sweep(add, arg=None):
+  """Tables 3-4: BW-CF-n and XNOR-CF-n, n in {1, 2, 4, 8, 16}, and first/last layers
+  quantized (``python -m experiments.sweep --config=configs/cf_resnet18.py --workdir=...``)."""
+  common.cross_filter_sweep(add, arg)

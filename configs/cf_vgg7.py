@@ -15,3 +15,9 @@ def _paper(c):
 def get_config(arg=None):
   return common.cross_filter_config(arg, model_name="vgg7",
                                     small_kwargs={"width_mult": 0.125}, paper_fn=_paper)
+
+
+def sweep(add, arg=None):
+  """Tables 3-4: BW-CF-n and XNOR-CF-n, n in {1, 2, 4, 8, 16}, and first/last layers
+  quantized (``python -m experiments.sweep --config=configs/cf_vgg7.py --workdir=...``)."""
+  common.cross_filter_sweep(add, arg)

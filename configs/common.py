@@ -150,6 +150,25 @@ def cross_filter_config(arg, *, model_name: str, small_kwargs: dict,
   return c
 
 
+def cross_filter_sweep(add, arg, *, ns: tuple[int, ...] = (1, 2, 4, 8, 16)) -> None:
+  """The cross-filter paper's Tables 3-4 as a sweep (``experiments.sweep``): BW-CF-n
+  and XNOR-CF-n for each ``n`` in ``ns`` (n = 1 is BWN / XNOR), plus both with the
+  first and last layers quantized too (§6.3; n = 2, which divides a 10-class output).
+  ``method=bw_cf`` or ``method=xnor_cf`` in ``arg`` sweeps that method only; the
+  other arguments of the config (``paper``, ``dataset``) apply to every point."""
+  args = parse_arg(arg, method="", n=0, paper=False, first=False, last=False, dataset="")
+  if args.method and args.method not in CF_METHODS:
+    raise ValueError(f"Config argument method={args.method!r}: the sweep varies n, so "
+                     f"it needs one of {list(CF_METHODS)} (or none for both).")
+  methods = [args.method] if args.method else list(CF_METHODS)
+  for method in methods:
+    for n in ns:
+      add(name=f"{method}_{n}", method=method, group_size=n)
+  for method in methods:
+    add(name=f"{method}_2_first_last", method=method, group_size=2,
+        quantize_first=True, quantize_last=True)
+
+
 def add_bonn(c: ml_collections.ConfigDict, *, lam: float = 1e-4, theta: float = 1e-3,
              nu: float = 1e-4, w_lr: float, center_rate: float = 0.5,
              feature_start_epoch: float = 0.0) -> None:

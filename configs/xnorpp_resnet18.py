@@ -17,3 +17,12 @@ def get_config(arg=None):
   c = xnor_resnet18.get_config(",".join(base_args))
   c.gamma_case = args.case
   return c
+
+
+def sweep(add, arg=None):
+  """XNOR-Net++ Table 1: XNOR (α of the weights, K of the inputs) against Γ cases 1-4
+  (``python -m experiments.sweep --config=configs/xnorpp_resnet18.py --workdir=...``)."""
+  common.parse_arg(arg, case=4, paper=False, dataset="")  # same arguments, checked
+  add(name="xnor", method="xnor", gamma_case=None)
+  for case in (1, 2, 3, 4):
+    add(name=f"case{case}", gamma_case=case)
