@@ -6,6 +6,7 @@ ipykernel (the ``test`` extra); without them the test is skipped with that reaso
 """
 
 import glob
+import importlib.util
 import os
 
 import pytest
@@ -13,7 +14,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOKS = sorted(glob.glob(os.path.join(ROOT, "experiments", "notebooks", "*.ipynb")))
 MISSING = [m for m in ("nbformat", "nbclient", "ipykernel")
-           if __import__("importlib").util.find_spec(m) is None]
+           if importlib.util.find_spec(m) is None]
 
 
 def test_notebooks_exist():
