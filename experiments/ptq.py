@@ -77,7 +77,8 @@ def train_config(config):
   """The trainer's config: every top-level field but ``ptq``."""
   c = config.copy_and_resolve_references()
   if "ptq" in c:
-    del c["ptq"]
+    with c.unlocked():
+      del c["ptq"]
   return c
 
 
@@ -121,6 +122,19 @@ def check_output_dir(out_dir: str, overwrite: bool) -> None:
 
 
 # ------------------------------------------------------------------------ the model
+def check_figure_layer(model, layer: str, groups) -> None:
+  """``ValueError`` naming ``config.ptq.figure_layer`` unless it is one of the model's
+  tensors in the quantized ``groups`` (a state path such as
+  ``blocks/2/unit2/conv/kernel``)."""
+  from bnnjax import ptq
+  names = {ptq.path_name(k): g for k, g in ptq.parameter_groups(model).items()
+           if g in groups}
+  if layer not in names:
+    kernels = sorted(n for n, g in names.items() if g in ("conv", "dense"))
+    raise ValueError(f"config.ptq.figure_layer={layer!r} is not a tensor of this model "
+                     f"in config.ptq.groups={tuple(groups)}; its kernels are {kernels}.")
+
+
 def obtain_model(config, workdir: str):
   """Trains the float model in ``workdir`` unless a finished run is there; loads it.
 
@@ -142,12 +156,18 @@ def obtain_model(config, workdir: str):
       print(f"Note: that run's config differs from this one in {diff}; the sweep "
             "quantizes the trained model as it is (see its config.json).", flush=True)
   else:
+    # a typo in the figure layer should not wait for the end of training
+    from flax import nnx
+    setup = train.set_up(tcfg)
+    check_figure_layer(nnx.merge(setup.graphdef, setup.state.params, setup.state.rest),
+                       config.ptq.figure_layer, config.ptq.groups)
     train.train_and_evaluate(tcfg, workdir)
   model, cfg, info = train.load_trained(workdir)
   if cfg.method != "fp":
     raise ValueError(
         f"{workdir} holds a model trained with method={cfg.method!r}; post-training "
         "quantization starts from a full-precision model (method='fp').")
+  check_figure_layer(model, config.ptq.figure_layer, config.ptq.groups)
   with open(results_path) as f:
     results = json.load(f)
   return model, cfg, info, results
@@ -209,10 +229,6 @@ def sweep(model, p, batches, num_classes: int):
   names = {ptq.path_name(k): g for k, g in groups.items()}
   originals = {ptq.path_name(path): np.asarray(var[...])
                for path, var in nnx.to_flat_state(state) if tuple(path) in groups}
-  if p.figure_layer not in originals:
-    kernels = sorted(n for n, g in names.items() if g in ("conv", "dense"))
-    raise ValueError(f"config.ptq.figure_layer={p.figure_layer!r} is not a quantizable "
-                     f"tensor of this model; kernels are {kernels}.")
   fn = make_confusion_fn(graphdef, num_classes)
 
   t0 = time.perf_counter()
@@ -244,9 +260,8 @@ def sweep(model, p, batches, num_classes: int):
                                      compress=p.compress)
         key = f"{scheme}/{granularity}/{bits}"
         per_tensor[key] = metrics
-        if p.figure_layer in quantized:
-          figure_values[(scheme, granularity, bits)] = np.asarray(
-              quantized[p.figure_layer].values)
+        figure_values[(scheme, granularity, bits)] = np.asarray(
+            quantized[p.figure_layer].values)
         row = {
             "scheme": scheme, "granularity": granularity, "bits": bits,
             "top1": 100 * np.trace(conf) / conf.sum(), "confusion": conf.tolist(),
@@ -326,7 +341,7 @@ def markdown(report: dict) -> str:
   lines += [
       "", "## Size and bit efficiency per configuration (seed Tables 1, 5)", "",
       "Sizes in KiB. *packed*: codes in n bits + scales, other tensors float32; gzip "
-      "-9 and LZMA (xz, 7-Zip's algorithm) of that file, and of the float32 file of the "
+      "-6 and LZMA (xz, 7-Zip's algorithm) of that file, and of the float32 file of the "
       "dequantized values (how the seed stores them, Table 5). Bit efficiency: means "
       "over conv/dense kernels of levels used / 2^n, bit-levels (log2 distinct "
       "values), dynamic range per bit (octaves), relative L2 error and per-channel "

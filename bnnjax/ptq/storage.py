@@ -11,8 +11,9 @@ model's structure is known from its code):
 
 The seed stores its quantized models "back in floating point notation" and compresses
 that file (Table 5); :func:`storage_report` gives both: the packed file and the
-``float32`` file of the dequantized values, each raw, after gzip (level 9) and after
-LZMA (Python's :mod:`lzma`, the xz container of 7-Zip's algorithm, preset 6).
+``float32`` file of the dequantized values, each raw, after gzip (level 6, the
+``gzip`` default) and after LZMA (Python's :mod:`lzma`, the xz container of 7-Zip's
+algorithm, preset 6, the ``xz`` default).
 """
 
 from __future__ import annotations
@@ -84,8 +85,8 @@ def float_bytes(x) -> bytes:
 
 
 def compressed_sizes(data: bytes) -> dict[str, int]:
-  """``{"gzip": ..., "lzma": ...}``: bytes of ``data`` after gzip -9 and LZMA (xz)."""
-  return {"gzip": len(gzip.compress(data, compresslevel=9, mtime=0)),
+  """``{"gzip": ..., "lzma": ...}``: bytes of ``data`` after gzip -6 and LZMA (xz -6)."""
+  return {"gzip": len(gzip.compress(data, compresslevel=6, mtime=0)),
           "lzma": len(lzma.compress(data, preset=6))}
 
 

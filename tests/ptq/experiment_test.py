@@ -36,6 +36,8 @@ def test_config_defaults_and_arguments():
   assert tuple(c.ptq.groups) == ptq.DEFAULT_GROUPS
   experiment.check_ptq_config(c.ptq)
   assert "ptq" not in experiment.train_config(c)
+  c.lock()  # as config_flags hands it over
+  assert "ptq" not in experiment.train_config(c) and "ptq" in c
   paper = ptq_resnet18.get_config("paper")
   assert paper.dataset == "cifar10" and paper.model_kwargs.width == 64
   assert paper.ptq.num_test_examples is None
@@ -53,6 +55,14 @@ def test_bad_sweep_fields_name_themselves():
     c.ptq[field] = value
     with pytest.raises(ValueError, match=match):
       experiment.check_ptq_config(c.ptq)
+
+
+def test_a_bad_figure_layer_fails_before_training(tmp_path):
+  c = tiny_config()
+  c.ptq.figure_layer = "blocks/2/conv/kernel"
+  with pytest.raises(ValueError, match=r"figure_layer=.*blocks/2/unit2/conv/kernel"):
+    experiment.run(c, str(tmp_path / "run"))
+  assert not os.path.exists(tmp_path / "run")
 
 
 def test_end_to_end_tiny(tmp_path, capsys):

@@ -13,8 +13,13 @@ from bnnjax import ptq
 BITS = (2, 3, 8)
 
 
+@functools.lru_cache(maxsize=None)
+def _jitted(scheme, bits, axis):
+  return jax.jit(functools.partial(ptq.quantize, scheme=scheme, bits=bits, axis=axis))
+
+
 def q_jit(x, scheme, bits, axis=None):
-  return jax.jit(functools.partial(ptq.quantize, scheme=scheme, bits=bits, axis=axis))(x)
+  return _jitted(scheme, bits, axis)(x)
 
 
 # ---------------------------------------------------------------- per tensor, by hand
@@ -60,13 +65,13 @@ def test_per_tensor_by_hand(scheme, bits):
 
 
 def test_per_tensor_scale_parameters():
-  q = ptq.quantize(X_ASYM, scheme="asymmetric", bits=3)
+  q = q_jit(X_ASYM, "asymmetric", 3)
   np.testing.assert_allclose(q.scale, [3 / 7], rtol=1e-6)
   np.testing.assert_array_equal(q.zero_point, [2])
-  q = ptq.quantize(X_SYM, scheme="symmetric", bits=3)
+  q = q_jit(X_SYM, "symmetric", 3)
   np.testing.assert_allclose(q.scale, [2 / 3], rtol=1e-6)
   np.testing.assert_array_equal(q.zero_point, [0])
-  q = ptq.quantize(X_POW2, scheme="power_of_two", bits=3)
+  q = q_jit(X_POW2, "power_of_two", 3)
   np.testing.assert_array_equal(q.scale, [2.0])  # 2^e_max
 
 
@@ -177,14 +182,15 @@ def test_power_of_two_outputs_are_powers_of_two_or_zero(axis):
 
 @pytest.mark.parametrize("scheme", ptq.SCHEMES)
 def test_per_channel_equals_each_channel_per_tensor(scheme):
+  # jitted: two new shapes compile faster as two programs than op by op
   k = jax.random.normal(jax.random.key(0), (3, 3, 4, 5)) * jnp.arange(1.0, 6.0)
-  q = ptq.quantize(k, scheme=scheme, bits=4, axis=-1)
+  q = q_jit(k, scheme, 4, axis=-1)
   assert q.scale.shape == (1, 1, 1, 5)
   for c in range(5):
-    qc = ptq.quantize(k[..., c], scheme=scheme, bits=4)
+    qc = q_jit(k[..., c], scheme, 4)
     np.testing.assert_array_equal(q.codes[..., c], qc.codes)
     np.testing.assert_allclose(q.values[..., c], qc.values, rtol=1e-6)
-  assert ptq.quantize(k, scheme=scheme, bits=4, axis=0).scale.shape == (3, 1, 1, 1)
+  assert q_jit(k, scheme, 4, axis=0).scale.shape == (3, 1, 1, 1)
 
 
 DEGENERATE = {
