@@ -345,7 +345,8 @@ def markdown(report: dict) -> str:
       "dequantized values (how the seed stores them, Table 5). Bit efficiency: means "
       "over conv/dense kernels of levels used / 2^n, bit-levels (log2 distinct "
       "values), dynamic range per bit (octaves), relative L2 error and per-channel "
-      "quartile error (see `bnnjax.ptq.metrics`).", "",
+      "quartile error (see `bnnjax.ptq.metrics`). Bit-levels count the distinct values "
+      "of a whole kernel, so per-channel grids (one per channel) go above n.", "",
       f"FP32 model: {_kib(fs['float32'])} KiB; gzip {_kib(fs.get('packed_gzip'))}, "
       f"LZMA {_kib(fs.get('packed_lzma'))}.", "",
       "| scheme | gran. | bits | top-1 | packed | packed gzip | packed LZMA | "
