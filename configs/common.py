@@ -88,6 +88,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.checkpoint_every_steps = 200
   c.eval_every_steps = 0
   c.histogram_every_steps = 0  # latent-weight histograms (BONN Figs. 3-4); 0 = off
+  # Flip ratio, saturation and gradient/update norms are logged for the whole model;
+  # True adds them per layer (about 100 more metrics for ResNet-18).
+  c.diagnostics_per_layer = False
   c.keep_checkpoints = 2
   c.progress = True
   c.tensorboard = True

@@ -31,6 +31,7 @@ from tqdm import tqdm
 from bnnjax import data as data_lib
 from bnnjax import models
 from bnnjax import nn
+from bnnjax.analysis import diagnostics
 from bnnjax.analysis import latent as latent_lib
 from bnnjax.train import checkpoint as ckpt_lib
 from bnnjax.train import loss_terms as loss_lib
@@ -40,7 +41,8 @@ from bnnjax.train.writers import MetricWriter
 
 # Fields that may change between a run and its resumption without changing results.
 RESUMABLE_FIELDS = ("log_every_steps", "checkpoint_every_steps", "progress", "data_dir",
-                    "eval_every_steps", "keep_checkpoints", "histogram_every_steps")
+                    "eval_every_steps", "keep_checkpoints", "histogram_every_steps",
+                    "diagnostics_per_layer")
 
 
 @flax.struct.dataclass
@@ -214,8 +216,11 @@ def _accuracy_counts(logits, labels, mask=None):
   return top1, top5
 
 
-def make_train_step(graphdef, tx, terms, schedules, latent_flags, clip_latent, mesh=None):
-  """The jit-compiled step: loss (CE + Σ weight·term), gradient, update, clipping."""
+def make_train_step(graphdef, tx, terms, schedules, latent_flags, clip_latent, mesh=None,
+                    per_layer_diagnostics=False):
+  """The jit-compiled step: loss (CE + Σ weight·term), gradient, update, clipping, and
+  the diagnostics of :func:`bnnjax.analysis.training_diagnostics` (flip ratio and
+  saturation of the binary weights, gradient and update norms)."""
 
   def loss_fn(params, rest, batch, step):
     model, outputs = _forward(graphdef, params, rest, batch, train=True)
@@ -246,8 +251,9 @@ def make_train_step(graphdef, tx, terms, schedules, latent_flags, clip_latent, m
       leaves = [jnp.clip(x, -clip_latent, clip_latent) if f else x
                 for x, f in zip(leaves, latent_flags)]
       params = jax.tree.unflatten(treedef, leaves)
-    metrics["grad_norm"] = optax.global_norm(grads)
-    metrics["update_norm"] = optax.global_norm(updates)
+    metrics.update(diagnostics.training_diagnostics(
+        state.params, params, grads, updates, clip=clip_latent or 1.0,
+        inclusive=bool(clip_latent), per_layer=per_layer_diagnostics))
     for name, sched in schedules.items():
       metrics["lr" if name == "default" else f"lr/{name}"] = sched(state.step)
     return TrainState(state.step + 1, params, rest, opt_state), metrics
@@ -333,7 +339,8 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
   state = parallel.replicate(state, mesh)
 
   train_step = make_train_step(graphdef, tx, terms, schedules, latent_flags,
-                               config.get("clip_latent", None), mesh)
+                               config.get("clip_latent", None), mesh,
+                               config.get("diagnostics_per_layer", False))
   eval_step = make_eval_step(graphdef, mesh)
   writer = MetricWriter(workdir, tensorboard=config.get("tensorboard", True),
                         enabled=main)

@@ -111,6 +111,27 @@ def test_load_trained_restores_the_model_that_was_evaluated(tmp_path):
     trainer.load_trained(str(tmp_path / "nothing"))
 
 
+def test_logged_flip_ratio_is_the_sign_change_between_checkpoints(tmp_path):
+  from flax import nnx
+  from bnnjax import nn
+  c = tiny_config("vgg7", "xnor", dataset="mnist", num_train_examples=64,
+                  num_test_examples=16, num_train_steps=2, lr=0.05,
+                  diagnostics_per_layer=True)
+  trainer.train_and_evaluate(c, str(tmp_path))
+  logged = [json.loads(l) for l in open(tmp_path / "metrics.jsonl")][1]
+  assert logged["step"] == 2
+  before = nnx.state(trainer.load_trained(str(tmp_path), step=1)[0], nn.LatentWeight)
+  after = nnx.state(trainer.load_trained(str(tmp_path), step=2)[0], nn.LatentWeight)
+  flips = [np.sum((np.asarray(a) >= 0) != (np.asarray(b) >= 0))
+           for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(after))]
+  total = sum(np.asarray(a).size for a in jax.tree.leaves(before))
+  assert sum(flips) > 0
+  assert logged["flip_ratio"] == pytest.approx(sum(flips) / total)
+  per_layer = [k for k in logged if k.startswith("flip_ratio/")]
+  assert len(per_layer) == len(flips)
+  assert 0.0 <= logged["saturation"] <= 1.0 and logged["grad_norm"] > 0
+
+
 def test_resume_refuses_a_different_config(tmp_path):
   c = tiny_config(dataset="mnist", num_train_examples=16, num_test_examples=16)
   trainer.train_and_evaluate(c, str(tmp_path))
