@@ -388,7 +388,7 @@ def markdown(report: dict) -> str:
   for scheme, (before, after) in PAPER_TABLE2.items():
     lines.append(f"| *seed: {scheme} 3b (CIFAR-10)* | *{before}* | *cat ⊕ dog* | "
                  f"*{after}* | | |")
-  lines += ["", f"Plots: {', '.join(report['plots'])}.",
+  lines += ["", f"Plots in `{report['out_dir']}/`: {', '.join(report['plots'])}.",
             f"Time: {report['seconds']['total']:.0f} s in all ({report['seconds']['train']:.0f} s "
             f"training or loading, {report['seconds']['sweep']:.0f} s sweep)."]
   return "\n".join(lines) + "\n"
@@ -461,6 +461,7 @@ def run(config, workdir: str, *, ptq_dir: str = "ptq", overwrite: bool = False,
       "command": command or "experiments.ptq.run",
       "date": datetime.datetime.now().isoformat(timespec="seconds"),
       "workdir": workdir,
+      "out_dir": out_dir,
       "train": {"dataset": cfg.dataset, "width": dict(cfg.model_kwargs).get("width", 64),
                 "steps": int(train_results.get("step", 0)),
                 "test_top1": 100 * train_results["test/top1"],
