@@ -27,7 +27,6 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import re
 import sys
 import time
 
@@ -36,6 +35,8 @@ from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
+
+from experiments.paths import default_workdir
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file, optionally with an argument: configs/x.py:arg.",
@@ -431,15 +432,6 @@ def make_plots(report: dict, figure_values: dict, out_dir: str) -> list[str]:
 
 
 # ------------------------------------------------------------------------------ run
-def default_workdir(config_arg: str) -> str:
-  """``runs/<config file stem>[_<arg>]``, as ``experiments.run`` names its workdirs."""
-  path, _, arg = config_arg.partition(":")
-  name = os.path.splitext(os.path.basename(path))[0]
-  if arg:
-    name += "_" + re.sub(r"[^A-Za-z0-9_.-]+", "_", arg)
-  return os.path.join("runs", name)
-
-
 def run(config, workdir: str, *, ptq_dir: str = "ptq", overwrite: bool = False,
         command: str | None = None) -> dict:
   """The whole experiment (module docstring); returns the report written to

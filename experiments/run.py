@@ -13,12 +13,13 @@ and GKE. Elsewhere give ``--coordinator_address=HOST:PORT --num_processes=N
 from __future__ import annotations
 
 import os
-import re
 
 from absl import app
 from absl import logging
 from absl import flags
 from ml_collections import config_flags
+
+from experiments.paths import default_workdir
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file, optionally with an argument: configs/x.py:arg.",
@@ -31,15 +32,6 @@ _COORDINATOR = flags.DEFINE_string(
     "coordinator_address", None, "host:port of process 0, for a multi-process run.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in the run.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
-
-
-def default_workdir(config_arg: str) -> str:
-  """``runs/<config file stem>[_<arg>]`` with the arg made filesystem-safe."""
-  path, _, arg = config_arg.partition(":")
-  name = os.path.splitext(os.path.basename(path))[0]
-  if arg:
-    name += "_" + re.sub(r"[^A-Za-z0-9_.-]+", "_", arg)
-  return os.path.join("runs", name)
 
 
 def main(argv):

@@ -31,7 +31,7 @@ def test_config_is_consistent(name, arg):
   if arg == "paper":
     assert c.dataset in ("imagenet2012", "cifar10")
   else:
-    assert c.dataset == "mnist"
+    assert c.dataset == ("fashion_mnist" if name == "ptq_resnet18" else "mnist")
 
 
 @pytest.mark.parametrize("name,arg", [
