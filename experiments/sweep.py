@@ -38,11 +38,19 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Config file with get_config and sweep: configs/x.py[:arg].",
-    lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Sweep directory (one sub-directory a point).")
-_DRY_RUN = flags.DEFINE_bool("dry_run", False, "Print one command per point; train nothing.")
+
+
+def _define_flags():
+  """The command's flags, defined only when it runs as a command, so that importing
+  this module (tests, notebooks) does not clash with other modules' ``--config``."""
+  global _CONFIG, _WORKDIR, _DRY_RUN
+  _CONFIG = config_flags.DEFINE_config_file(
+      "config", None, "Config file with get_config and sweep: configs/x.py[:arg].",
+      lock_config=True)
+  _WORKDIR = flags.DEFINE_string("workdir", None,
+                                 "Sweep directory (one sub-directory a point).")
+  _DRY_RUN = flags.DEFINE_bool("dry_run", False,
+                               "Print one command per point; train nothing.")
 
 METRICS = ("test/top1", "test/top5", "test/loss")
 
@@ -226,5 +234,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  _define_flags()
   flags.mark_flags_as_required(["config", "workdir"])
   app.run(main)
