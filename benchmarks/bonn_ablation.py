@@ -103,7 +103,9 @@ def write(rows: dict, args, out_dir: str) -> None:
         f"| {r['ashman_d_start']:.2f} → {r['ashman_d_end']:.2f} "
         f"| {np.mean(r['seconds']):.0f} s |")
   lines += ["", "Ashman's D > 2 means two cleanly separated modes of latent weights; the "
-            "kernel loss is what should raise it."]
+            "kernel loss is what should raise it. Time/run is this invocation's wall time "
+            "on a shared machine: a run already finished in the workdir is only "
+            "re-evaluated."]
   with open(os.path.join(out_dir, "bonn_ablation.md"), "w") as f:
     f.write("\n".join(lines) + "\n")
 
