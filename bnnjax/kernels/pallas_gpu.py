@@ -29,16 +29,15 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plgpu
 
+from bnnjax.kernels.pallas_common import bit_planes
+from bnnjax.kernels.pallas_common import round_up
+
 METHODS = ("auto", "popcount", "mma")
 # Rows up to which the popcount path is used by method="auto" (the issue's batch ≲ 4
 # regime, rounded up to one popcount tile of rows).
 POPCOUNT_MAX_ROWS = 8
 POPCOUNT_BLOCK = (8, 128)  # (bm, bn)
 MMA_BLOCK = (64, 64, 32)  # (bm, bn, bk words); int8 MMA needs bk·… ≥ 16 on every axis
-
-
-def _round_up(x: int, m: int) -> int:
-  return -(-x // m) * m
 
 
 def _pad2(x: jax.Array, rows: int, cols: int) -> jax.Array:
@@ -55,16 +54,6 @@ def _popcount_kernel(a_ref, b_ref, o_ref, *, num_words: int, k: int):
 
   acc = lax.fori_loop(0, num_words, body, jnp.zeros((bm, bn), jnp.int32))
   o_ref[...] = k - 2 * acc
-
-
-def _bit_planes(bit, acc, unroll: bool):
-  """``acc = bit(j, acc)`` for ``j < 32``: a Python loop (unrolled in the kernel) or a
-  ``fori_loop`` (Triton's scan lowering does not take ``unroll``)."""
-  if unroll:
-    for j in range(32):
-      acc = bit(j, acc)
-    return acc
-  return lax.fori_loop(0, 32, bit, acc)
 
 
 def _unpack_bit(x: jax.Array, j: int) -> jax.Array:
@@ -84,7 +73,7 @@ def _mma_kernel(a_ref, b_ref, o_ref, *, num_blocks: int, bk: int, pad_bits: int,
       return acc + jnp.dot(_unpack_bit(a, j), _unpack_bit(b, j),
                            preferred_element_type=jnp.int32)
 
-    return _bit_planes(bit, acc, unroll)
+    return bit_planes(bit, acc, unroll)
 
   acc = lax.fori_loop(0, num_blocks, body, jnp.zeros((bm, bn), jnp.int32))
   o_ref[...] = acc - pad_bits
@@ -123,13 +112,13 @@ def xnor_matmul(a_packed: jax.Array, b_packed: jax.Array, k: int, *,
     params = plgpu.CompilerParams(num_warps=4, num_stages=2)
   else:
     bm, bn, bk = MMA_BLOCK
-    wp = _round_up(w, bk)
+    wp = round_up(w, bk)
     # The 32 bit planes are unrolled for the GPU; interpret mode keeps the loop
     # (same arithmetic, much faster to compile on CPU).
     kernel = functools.partial(_mma_kernel, num_blocks=wp // bk, bk=bk,
                                pad_bits=32 * wp - k, unroll=not interpret)
     params = plgpu.CompilerParams(num_warps=4, num_stages=3)
-  mp, np_ = _round_up(m, bm), _round_up(n, bn)
+  mp, np_ = round_up(m, bm), round_up(n, bn)
   a = _pad2(a, mp, wp)
   b = _pad2(b, wp, np_)
   out = pl.pallas_call(

@@ -25,29 +25,18 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import tpu as pltpu
 
+from bnnjax.kernels.pallas_common import bit_planes
+from bnnjax.kernels.pallas_common import round_up
+
 BLOCK = (256, 256, 128)  # (bm, bn, bk words)
-
-
-def _round_up(x: int, m: int) -> int:
-  return -(-x // m) * m
 
 
 def _fit(size: int, block: int, align: int) -> tuple[int, int]:
   """``(block, padded size)``: the whole (aligned) axis when it fits in one block."""
   if size <= block:
-    full = _round_up(size, align)
+    full = round_up(size, align)
     return full, full
-  return block, _round_up(size, block)
-
-
-def _bit_planes(bit, acc, unroll: bool):
-  """``acc = bit(j, acc)`` for ``j < 32``: a Python loop (unrolled in the kernel) or a
-  ``fori_loop`` (Triton's scan lowering does not take ``unroll``)."""
-  if unroll:
-    for j in range(32):
-      acc = bit(j, acc)
-    return acc
-  return lax.fori_loop(0, 32, bit, acc)
+  return block, round_up(size, block)
 
 
 def _unpack_bit(x: jax.Array, j) -> jax.Array:
@@ -69,7 +58,7 @@ def _kernel(a_ref, b_ref, o_ref, *, pad_bits: int, unroll: bool):
     return acc + jnp.dot(_unpack_bit(a, j), _unpack_bit(b, j),
                          preferred_element_type=jnp.float32)
 
-  acc = _bit_planes(bit, jnp.zeros(o_ref.shape, jnp.float32), unroll)
+  acc = bit_planes(bit, jnp.zeros(o_ref.shape, jnp.float32), unroll)
   o_ref[...] += acc.astype(jnp.int32)
 
   @pl.when(kk == pl.num_programs(2) - 1)
