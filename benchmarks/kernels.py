@@ -30,15 +30,11 @@ writes ``kernels_<device>.md`` and ``kernels_<device>.json`` to ``--out``.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import datetime
 import functools
-import json
 import os
 import platform
-import shlex
-import sys
 import time
 from typing import Callable, Sequence
 
@@ -47,6 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from benchmarks import cli
 from bnnjax import kernels
 from bnnjax.kernels import pallas_gpu
 
@@ -280,36 +277,20 @@ def run_benchmark(cfg: Config, command: str = "") -> dict:
 
 
 def write_results(results: dict, out_dir: str) -> tuple[str, str]:
-  os.makedirs(out_dir, exist_ok=True)
+  """Writes ``kernels_<device>.md`` and ``.json`` to ``out_dir``; returns their paths."""
   stem = os.path.join(out_dir, f"{RESULTS_NAME}_{results['config']['device']}")
-  with open(stem + ".json", "w") as f:
-    json.dump(results, f, indent=1, ensure_ascii=False)
-    f.write("\n")
-  with open(stem + ".md", "w") as f:
-    f.write(format_markdown(results))
-  return stem + ".md", stem + ".json"
+  return cli.write_results(results, stem, format_markdown)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[Config, str]:
-  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  for field in dataclasses.fields(Config):
-    p.add_argument(f"--{field.name}", type=type(field.default), default=field.default)
-  p.add_argument("--out", default="benchmarks/results",
-                 help="directory for kernels_<device>.{md,json}")
-  args = vars(p.parse_args(argv))
-  out = args.pop("out")
-  return Config(**args), out
+  return cli.parse_args(Config, argv, description=__doc__.split("\n")[0],
+                        out_help="directory for kernels_<device>.{md,json}")
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-  argv = sys.argv[1:] if argv is None else list(argv)
-  cfg, out = parse_args(argv)
-  command = shlex.join(["python", "-m", "benchmarks.kernels", *argv])
-  results = run_benchmark(cfg, command)
-  md, js = write_results(results, out)
-  print(format_markdown(results))
-  print(f"wrote {md} and {js}")
-  return results
+  return cli.main("benchmarks.kernels", argv, parse=parse_args,
+                  run_benchmark=run_benchmark, write=write_results,
+                  format_markdown=format_markdown)
 
 
 if __name__ == "__main__":

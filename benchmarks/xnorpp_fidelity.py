@@ -66,15 +66,11 @@ cores.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import datetime
 import functools
-import json
 import os
 import platform
-import shlex
-import sys
 import time
 from typing import Sequence
 
@@ -84,6 +80,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from benchmarks import cli
 from bnnjax.nn import QuantConv
 from bnnjax.nn import QuantSpec
 from bnnjax.nn import ScaleFactor
@@ -374,15 +371,7 @@ def format_markdown(results: dict) -> str:
 
 def write_results(results: dict, out_dir: str) -> tuple[str, str]:
   """Writes ``xnorpp_fidelity.md`` and ``.json`` to ``out_dir``; returns their paths."""
-  os.makedirs(out_dir, exist_ok=True)
-  md_path = os.path.join(out_dir, f"{RESULTS_NAME}.md")
-  json_path = os.path.join(out_dir, f"{RESULTS_NAME}.json")
-  with open(json_path, "w") as f:
-    json.dump(results, f, indent=1, ensure_ascii=False)
-    f.write("\n")
-  with open(md_path, "w") as f:
-    f.write(format_markdown(results))
-  return md_path, json_path
+  return cli.write_results(results, os.path.join(out_dir, RESULTS_NAME), format_markdown)
 
 
 def run_benchmark(cfg: Config, command: str = "") -> dict:
@@ -414,26 +403,15 @@ def run_benchmark(cfg: Config, command: str = "") -> dict:
 # --------------------------------------------------------------------------------- CLI
 def parse_args(argv: Sequence[str] | None = None) -> tuple[Config, str]:
   """Parses ``--field=value`` flags for every :class:`Config` field and ``--out``."""
-  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  for field in dataclasses.fields(Config):
-    p.add_argument(f"--{field.name}", type=type(field.default), default=field.default)
-  p.add_argument("--out", default="benchmarks/results",
-                 help="directory for xnorpp_fidelity.{md,json}")
-  args = vars(p.parse_args(argv))
-  out = args.pop("out")
-  return Config(**args), out
+  return cli.parse_args(Config, argv, description=__doc__.split("\n")[0],
+                        out_help="directory for xnorpp_fidelity.{md,json}")
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
   """CLI entry point: runs the benchmark, prints the table and writes the results."""
-  argv = sys.argv[1:] if argv is None else list(argv)
-  cfg, out = parse_args(argv)
-  command = shlex.join(["python", "-m", "benchmarks.xnorpp_fidelity", *argv])
-  results = run_benchmark(cfg, command)
-  md_path, json_path = write_results(results, out)
-  print(format_markdown(results))
-  print(f"wrote {md_path} and {json_path}")
-  return results
+  return cli.main("benchmarks.xnorpp_fidelity", argv, parse=parse_args,
+                  run_benchmark=run_benchmark, write=write_results,
+                  format_markdown=format_markdown)
 
 
 if __name__ == "__main__":
