@@ -36,6 +36,7 @@ from typing import Any, Callable
 from absl import app
 from absl import flags
 from absl import logging
+import ml_collections
 from ml_collections import config_flags
 
 
@@ -51,6 +52,7 @@ def _define_flags():
                                  "Sweep directory (one sub-directory a point).")
   _DRY_RUN = flags.DEFINE_bool("dry_run", False,
                                "Print one command per point; train nothing.")
+
 
 METRICS = ("test/top1", "test/top5", "test/loss")
 
@@ -116,10 +118,8 @@ def apply_overrides(config, point: Point):
     *parents, leaf = key.split(".")
     node = c
     for part in parents:
-      node = node.get(part) if hasattr(node, "get") else None
-      if node is None:
-        break
-    if node is None or not hasattr(node, "keys") or leaf not in node:
+      node = node.get(part) if isinstance(node, ml_collections.ConfigDict) else None
+    if not isinstance(node, ml_collections.ConfigDict) or leaf not in node:
       raise ValueError(f"Sweep point {point.name!r}: the config has no field {key!r}.")
     node[leaf] = value
   return c
@@ -142,13 +142,16 @@ def run_sweep(config, points: list[Point], workdir: str,
   recorded as failed and the sweep goes on. Returns one row per point.
 
   Raises:
-    ValueError: a point's config is invalid (unknown field, a group size that does not
-      divide a layer, ...); every point is checked before any trains.
+    ValueError: an unfinished point's config is invalid (unknown field, a group size
+      that does not divide a layer, ...); every such point is checked before any trains.
   """
   from bnnjax import train
   train_fn = train.train_and_evaluate if train_fn is None else train_fn
   configs = [(p, apply_overrides(config, p)) for p in points]
+  results_path = lambda point: os.path.join(workdir, point.name, "results.json")
   for point, c in configs:
+    if os.path.exists(results_path(point)):
+      continue  # finished: its config built and trained
     try:
       train.set_up(c)
     except ValueError as e:
@@ -156,10 +159,9 @@ def run_sweep(config, points: list[Point], workdir: str,
   rows = []
   for i, (point, c) in enumerate(configs):
     subdir = os.path.join(workdir, point.name)
-    results_path = os.path.join(subdir, "results.json")
     row = {"point": point.name, **{k: _format(v) for k, v in point.overrides.items()}}
-    if os.path.exists(results_path):
-      with open(results_path) as f:
+    if os.path.exists(results_path(point)):
+      with open(results_path(point)) as f:
         results, status = json.load(f), "done (earlier)"
     else:
       print(f"[sweep {i + 1}/{len(points)}] {point.name} -> {subdir}", flush=True)

@@ -216,7 +216,7 @@ def _accuracy_counts(logits, labels, mask=None):
   return top1, top5
 
 
-def make_train_step(graphdef, tx, terms, schedules, latent_flags, clip_latent, mesh=None,
+def make_train_step(graphdef, tx, terms, schedules, latent_flags, clip_latent, mesh,
                     per_layer_diagnostics=False):
   """The jit-compiled step: loss (CE + Σ weight·term), gradient, update, clipping, and
   the diagnostics of :func:`bnnjax.analysis.training_diagnostics` (flip ratio and
@@ -258,13 +258,11 @@ def make_train_step(graphdef, tx, terms, schedules, latent_flags, clip_latent, m
       metrics["lr" if name == "default" else f"lr/{name}"] = sched(state.step)
     return TrainState(state.step + 1, params, rest, opt_state), metrics
 
-  if mesh is None:
-    return jax.jit(step_fn, donate_argnums=(0,))
   # State and metrics stay replicated; the batch arrives sharded on "data".
   return jax.jit(step_fn, donate_argnums=(0,), out_shardings=parallel.replicated(mesh))
 
 
-def make_eval_step(graphdef, mesh=None):
+def make_eval_step(graphdef, mesh):
   def eval_fn(params, rest, batch):
     _, outputs = _forward(graphdef, params, rest, batch, train=False)
     logits, mask = outputs["logits"], batch["mask"]
@@ -272,18 +270,15 @@ def make_eval_step(graphdef, mesh=None):
     top1, top5 = _accuracy_counts(logits, batch["label"], mask)
     return {"loss": jnp.sum(loss * mask), "top1": top1, "top5": top5,
             "count": jnp.sum(mask)}
-  if mesh is None:
-    return jax.jit(eval_fn)
   return jax.jit(eval_fn, out_shardings=parallel.replicated(mesh))
 
 
-def evaluate(eval_step, state, config, info, mesh=None) -> dict[str, float]:
+def evaluate(eval_step, state, config, info, mesh) -> dict[str, float]:
   """Top-1/top-5 and loss over the test split (each example once).
 
   Every batch has ``eval_batch_size`` rows (the last one padded and masked), split
   over the processes and devices of ``mesh``.
   """
-  mesh = parallel.make_mesh() if mesh is None else mesh
   pipe = data_lib.make_pipeline(
       config.dataset, split=info.splits[1], batch_size=config.get("eval_batch_size", 256),
       train=False, seed=config.seed, data_dir=config.get("data_dir", None),
@@ -384,10 +379,10 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
 
   def record_histograms(step: int) -> None:
     """Appends per-layer latent-weight histograms (BONN Figs. 3-4) at ``step``."""
-    leaves = jax.tree.leaves(state.params)
-    layers = [(name, parallel.to_host(leaves[i])) for i, name in latent_names.items()]
     if not main:
       return
+    leaves = jax.tree.leaves(state.params)
+    layers = [(name, parallel.to_host(leaves[i])) for i, name in latent_names.items()]
     with open(hist_path, "a") as f:
       f.write(json.dumps(latent_lib.histogram_record(step, layers)) + "\n")
 
