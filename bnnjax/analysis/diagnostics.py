@@ -85,6 +85,14 @@ def _sign(x: jax.Array) -> jax.Array:
   return x >= 0
 
 
+def _count(mask: jax.Array) -> jax.Array:
+  """``#{mask}`` as float32. XLA:CPU sums floats vectorised but booleans and integers
+  element by element (8.5 ms against 3.3 ms for a 3×3×512×512 kernel), and these counts
+  run in every training step. Exact up to 2^24 elements per layer; beyond, a relative
+  error of about 1e-7 in a ratio."""
+  return jnp.sum(jnp.where(mask, jnp.float32(1), jnp.float32(0)))
+
+
 def flip_ratio(old_params, new_params) -> tuple[jax.Array, dict[str, jax.Array]]:
   """Fraction of binary weights whose sign changed between two parameter states.
 
@@ -115,7 +123,7 @@ def flip_ratio(old_params, new_params) -> tuple[jax.Array, dict[str, jax.Array]]
     if w_old.shape != w_new.shape:
       raise ValueError(f"{path}: old_params has shape {w_old.shape}, new_params "
                        f"{w_new.shape}.")
-    changed = jnp.sum(_sign(w_old) != _sign(w_new))
+    changed = _count(_sign(w_old) != _sign(w_new))
     per_layer[path] = (changed / w_old.size).astype(jnp.float32)
     flipped = flipped + changed
     count += w_old.size
@@ -148,7 +156,7 @@ def saturation(params, *, clip: float = 1.0, inclusive: bool = False
   per_layer, outside, count = {}, 0, 0
   for path, w in latent.items():
     mask = jnp.abs(w) >= clip if inclusive else jnp.abs(w) > clip
-    n = jnp.sum(mask)
+    n = _count(mask)
     per_layer[path] = (n / w.size).astype(jnp.float32)
     outside = outside + n
     count += w.size

@@ -4,8 +4,8 @@
 *already quantized* ±1 input and kernel (the outputs of a sign quantizer such as
 ``ste_sign``) and return ``xq ⊛ wq`` / ``xq @ wq`` in ``xq``'s dtype, computed by the
 bit-packed XNOR-popcount kernel (exact, since the operands are ±1). Their
-``custom_vjp`` backward pass is the vjp of the float reference (``lax.conv_general_dilated``
-/ ``jnp.dot`` on the same ±1 operands), so together with the quantizer's
+``custom_vjp`` backward pass is the vjp of the float product
+(:func:`bnnjax.kernels.float_conv.conv2d` / ``jnp.dot`` on the same ±1 operands), so together with the quantizer's
 straight-through estimator a layer trains exactly as with the float reference.
 Options are non-differentiable arguments and must be hashable (``implementation`` a
 name or a tuple of names).
@@ -17,9 +17,8 @@ import functools
 
 import jax
 import jax.numpy as jnp
-from jax import lax
-
 from bnnjax.kernels import conv as conv_lib
+from bnnjax.kernels import float_conv
 from bnnjax.kernels.reference import conv_pads
 
 
@@ -30,11 +29,8 @@ def _hashable(implementation):
 
 
 def _conv_reference(xq, wq, strides, pads, pad_value):
-  if pad_value == 1.0:
-    xq = jnp.pad(xq, ((0, 0), *pads, (0, 0)), constant_values=1)
-    pads = ((0, 0), (0, 0))
-  return lax.conv_general_dilated(xq, wq.astype(xq.dtype), window_strides=strides,
-                                  padding=pads, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  return float_conv.conv2d(xq, wq.astype(xq.dtype), strides=strides, padding=pads,
+                           pad_value=pad_value)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5, 6))

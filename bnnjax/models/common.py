@@ -24,6 +24,9 @@ from typing import Callable, Sequence
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from jax import lax
+
+from bnnjax.kernels import pooling
 
 from bnnjax.nn.spec import FP
 from bnnjax.nn.spec import QuantSpec
@@ -160,11 +163,16 @@ def pool(x: jax.Array, kind: str, window: int, stride: int,
          padding: int | str) -> jax.Array:
   """Max or average pool of an NHWC tensor (symmetric int padding or ``"SAME"``).
 
-  Max pooling pads with ``-inf``; average pooling with explicit padding counts the
+  Max pooling pads with ``-inf`` (on CPU by :func:`bnnjax.kernels.pooling.max_pool`,
+  whose gradient is XLA's without its slow ``select_and_scatter``); average pooling with explicit padding counts the
   padded zeros (Caffe/PyTorch default), with ``"SAME"`` it averages real pixels only.
   """
   pads = padding if padding == "SAME" else ((padding, padding), (padding, padding))
   if kind == "max":
+    if jax.default_backend() == "cpu":  # XLA:CPU's max-pool gradient is slow
+      explicit = lax.padtype_to_pads(x.shape[1:3], (window, window), (stride, stride),
+                                     "SAME") if pads == "SAME" else pads
+      return pooling.max_pool(x, (window, window), (stride, stride), explicit)
     return nnx.max_pool(x, (window, window), (stride, stride), pads)
   if kind == "avg":
     return nnx.avg_pool(x, (window, window), (stride, stride), pads,

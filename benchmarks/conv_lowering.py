@@ -1,0 +1,150 @@
+r"""Which float-conv lowering is fastest at each shape (:mod:`bnnjax.kernels.float_conv`).
+
+For every conv of the Bi-Real ResNet-18 that ``benchmarks/train_speed.py`` trains
+(28×28×1 input, ImageNet stem, width 64: maps 14², 7², 4², 2², 1²) and a few larger
+maps (14², 28², 56²), times forward and forward+both-gradients of each lowering
+(``xla``, ``taps``, ``im2col``) in the same run, alternating them, and reports the
+median, the fastest lowering and the one :func:`~bnnjax.kernels.float_conv.choose_lowering`
+picks, with its ratio to XLA's conv.
+
+Usage::
+
+  python -m benchmarks.conv_lowering --batch=64 --repeats=15
+
+writes ``conv_lowering_<platform>.md`` / ``.json`` to ``--out``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import platform
+import statistics
+import time
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from benchmarks import cli
+from bnnjax.kernels import float_conv
+
+RESULTS_NAME = "conv_lowering"
+# (H=W of the input, c_in, c_out, kernel, stride, padding): the Bi-Real ResNet-18 of
+# the Larq peer (28×28×1, ImageNet stem, width 64), then larger maps.
+SHAPES = (
+    (28, 1, 64, 7, 2, 3),
+    (7, 64, 64, 3, 1, 1), (7, 64, 128, 3, 2, 1), (4, 128, 128, 3, 1, 1),
+    (4, 128, 256, 3, 2, 1), (2, 256, 256, 3, 1, 1), (2, 256, 512, 3, 2, 1),
+    (1, 512, 512, 3, 1, 1), (4, 64, 128, 1, 1, 0), (2, 128, 256, 1, 1, 0),
+    (1, 256, 512, 1, 1, 0),
+    (14, 64, 64, 3, 1, 1), (28, 64, 64, 3, 1, 1), (56, 64, 64, 3, 1, 1),
+)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Config:
+  """Settings of one run (every field is a flag).
+
+  Attributes:
+    batch: batch size.
+    repeats: timed runs per lowering and direction (alternated; median reported).
+    max_shapes: time only the first this many shapes (0: all).
+    seed: PRNG seed of the random data.
+  """
+
+  batch: int = 64
+  repeats: int = 15
+  max_shapes: int = 0
+  seed: int = 0
+
+  def __post_init__(self):
+    for name in ("batch", "repeats"):
+      if getattr(self, name) < 1:
+        raise ValueError(f"--{name}={getattr(self, name)}; allowed values are >= 1.")
+
+
+def _fns(shape, lowering):
+  h, c_in, c_out, k, s, p = shape
+  pad = ((p, p), (p, p))
+
+  def fwd(x, w):
+    return float_conv.conv2d(x, w, strides=s, padding=pad, lowering=lowering)
+
+  def both(x, w, ct):
+    y, vjp = jax.vjp(fwd, x, w)
+    return vjp(ct)
+  return jax.jit(fwd), jax.jit(both)
+
+
+def run_benchmark(cfg: Config, command: str = "") -> dict:
+  rng = np.random.default_rng(cfg.seed)
+  rows = []
+  shapes = SHAPES[:cfg.max_shapes] if cfg.max_shapes else SHAPES
+  for shape in shapes:
+    h, c_in, c_out, k, s, p = shape
+    x = jnp.asarray(rng.standard_normal((cfg.batch, h, h, c_in)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((k, k, c_in, c_out)), jnp.float32)
+    fns = {low: _fns(shape, low) for low in float_conv.LOWERINGS}
+    ct = jax.block_until_ready(fns["xla"][0](x, w))
+    times = {(low, d): [] for low in fns for d in ("fwd", "fwd_bwd")}
+    calls = {}
+    for low, (fwd, both) in fns.items():
+      calls[(low, "fwd")] = lambda fwd=fwd: fwd(x, w)
+      calls[(low, "fwd_bwd")] = lambda both=both: both(x, w, ct)
+      for c in (calls[(low, "fwd")], calls[(low, "fwd_bwd")]):
+        jax.block_until_ready(c())  # compile
+    for _ in range(cfg.repeats):  # alternate the lowerings
+      for key, c in calls.items():
+        t0 = time.perf_counter()
+        jax.block_until_ready(c())
+        times[key].append(time.perf_counter() - t0)
+    med = {f"{low}/{d}": statistics.median(v) * 1e3 for (low, d), v in times.items()}
+    pads = ((p, p), (p, p))
+    chosen = float_conv.choose_lowering((h, h), (k, k), (s, s), pads, c_in, "cpu")
+    best = min(float_conv.LOWERINGS, key=lambda low: med[f"{low}/fwd_bwd"])
+    rows.append({"shape": list(shape), "ms": med, "best_fwd_bwd": best,
+                 "chosen": chosen,
+                 "chosen_speedup_vs_xla": med["xla/fwd_bwd"] / med[f"{chosen}/fwd_bwd"]})
+  return {"benchmark": RESULTS_NAME, "command": command, "config": dataclasses.asdict(cfg),
+          "platform": jax.default_backend(), "machine": platform.processor() or
+          platform.machine(), "cpus": __import__("os").cpu_count(),
+          "date": datetime.date.today().isoformat(), "rows": rows}
+
+
+def format_markdown(r: dict) -> str:
+  lines = [f"# Float conv lowerings ({r['platform']}, {r['cpus']} cores, {r['date']})", "",
+           f"`{r['command']}`; batch {r['config']['batch']}, median of "
+           f"{r['config']['repeats']} alternated runs, ms. Shared machine: compare the "
+           "ratios in a row, not absolute times across runs.", "",
+           "| input | c_in→c_out | k/s/p | xla fwd | taps fwd | im2col fwd | xla f+b | "
+           "taps f+b | im2col f+b | fastest | chosen | chosen vs xla |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+  for row in r["rows"]:
+    h, ci, co, k, s, p = row["shape"]
+    m = row["ms"]
+    lines.append(
+        f"| {h}×{h} | {ci}→{co} | {k}/{s}/{p} | " + " | ".join(
+            f"{m[f'{low}/{d}']:.2f}" for d in ("fwd", "fwd_bwd")
+            for low in float_conv.LOWERINGS)
+        + f" | {row['best_fwd_bwd']} | {row['chosen']} | "
+          f"{row['chosen_speedup_vs_xla']:.1f}× |")
+  return "\n".join(lines) + "\n"
+
+
+def _write(results, out):
+  return cli.write_results(results, f"{out}/{RESULTS_NAME}_{results['platform']}",
+                           format_markdown)
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+  return cli.main("benchmarks.conv_lowering", argv,
+                  parse=lambda a: cli.parse_args(Config, a, description=__doc__.split(
+                      "\n")[0], out_help="results directory"),
+                  run_benchmark=run_benchmark, write=_write,
+                  format_markdown=format_markdown)
+
+
+if __name__ == "__main__":
+  main()

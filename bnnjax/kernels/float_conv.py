@@ -1,0 +1,182 @@
+"""Float 2-D convolution lowered per shape, fast on CPU at every feature-map size.
+
+``conv2d(x, w, strides=..., padding=..., pad_value=...)`` computes exactly the function
+of ``lax.conv_general_dilated(pad(x, pad_value), w, strides, "VALID")`` (NHWC input,
+``(kh, kw, c_in, c_out)`` kernel) and is differentiated by JAX as usual. It picks one of
+three lowerings per shape (:func:`choose_lowering`):
+
+``xla``
+  ``lax.conv_general_dilated``: cuDNN on GPU, the MXU on TPU, and fast on CPU for
+  large maps. XLA:CPU's convolution collapses on small maps (measured on a 2-core
+  AVX-512 machine, batch 64, 3×3: 7×7×64→64 in 2.8 ms but 2×2×256→256 in 45 ms, about
+  7 GFLOP/s, and 1×1×512→512 in 22 ms), and so do its gradients.
+``taps``
+  a sum of one matmul per kernel tap ``(i, j)``: ``y[:, R_ij] += x[:, S_ij] @ w[i, j]``
+  where ``R_ij`` is the block of output positions whose input pixel under tap ``(i, j)``
+  is real (not border) and ``S_ij`` those input pixels. Border pixels are never
+  multiplied: a tap that reads only border is skipped, and a partly outside tap
+  multiplies only its real block. On a 1×1 map a padded 3×3 conv is one matmul through
+  its centre tap; on a 2×2 map it does 16 of 36 tap-position products. A border of
+  ``pad_value ≠ 0`` contributes ``pad_value · Σ_c w[i, j, c, o]`` at the positions a tap
+  reads border, added as one small matmul of the (constant) border-indicator map.
+``im2col``
+  the taps concatenated along channels and one ``(N·Ho·Wo, kh·kw·c_in)`` matmul: best
+  when ``c_in`` is small (the 7×7 stem on a 1-channel image), where a matmul per tap
+  would contract over a handful of channels.
+
+Gradients of ``taps`` and ``im2col`` are matmuls too (JAX transposes slices into pads),
+so both directions avoid XLA:CPU's slow small-map convolutions.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from bnnjax.kernels.reference import conv_pads
+
+LOWERINGS = ("xla", "taps", "im2col")
+
+
+def _pair(v, name) -> tuple[int, int]:
+  if isinstance(v, (int, np.integer)):
+    v = (int(v), int(v))
+  v = tuple(int(i) for i in v)
+  if len(v) != 2 or min(v) < 1:
+    raise ValueError(f"{name}={v!r}; allowed values are a positive int or a pair of them.")
+  return v
+
+
+def _out_size(size, k, s, lo, hi):
+  return (size + lo + hi - k) // s + 1
+
+
+def _valid_range(i, size, out, stride, lo):
+  """Output indices ``o`` whose input index ``o·stride + i − lo`` is inside ``[0, size)``:
+  ``(first, count)`` (count 0 when the tap reads only border)."""
+  first = max(0, -(-(lo - i) // stride))
+  last = min(out - 1, (size - 1 + lo - i) // stride)
+  return first, max(0, last - first + 1)
+
+
+def choose_lowering(in_hw, kernel_size, strides, pads, in_features: int,
+                    platform: str | None = None) -> str:
+  """The lowering :func:`conv2d` uses for this geometry on ``platform``.
+
+  Off CPU: always ``xla`` (cuDNN and the MXU are fast at every shape). On CPU:
+  ``im2col`` for ``c_in < 16`` (few channels per tap, e.g. the stem on a grey image),
+  ``taps`` otherwise. Measured forward + both gradients at batch 64 on a 2-core CPU
+  (``python -m benchmarks.conv_lowering``, ``benchmarks/results/conv_lowering_cpu.md``):
+  ``taps`` is 12-17× faster than XLA's conv on 2×2 and 1×1 maps, 1.5-2× on 7×7, 6× on
+  28×28 (XLA's input gradient collapses there) and 2× on 56×56; XLA is ahead only on
+  14×14 (1.2×), not worth a third rule.
+  """
+  del in_hw, strides, pads  # the measured rule needs only the channels
+  platform = platform or jax.default_backend()
+  if platform != "cpu":
+    return "xla"
+  if in_features < 16 and kernel_size[0] * kernel_size[1] > 1:
+    return "im2col"
+  return "taps"
+
+
+def _conv_xla(x, w, strides, pads, pad_value):
+  if pad_value != 0.0:
+    x = jnp.pad(x, ((0, 0), *pads, (0, 0)), constant_values=pad_value)
+    pads = ((0, 0), (0, 0))
+  return lax.conv_general_dilated(x, w, window_strides=strides, padding=pads,
+                                  dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+def _tap_slice(x, i, j, strides, starts, counts):
+  """Input pixels read by tap ``(i, j)`` at the output block ``starts``/``counts``."""
+  (sh, sw), (oh0, ow0), (nh, nw) = strides, starts, counts
+  r0, c0 = oh0 * sh + i, ow0 * sw + j
+  return x[:, r0:r0 + sh * (nh - 1) + 1:sh, c0:c0 + sw * (nw - 1) + 1:sw, :]
+
+
+def _conv_taps(x, w, strides, pads, pad_value):
+  n, h, wd, c_in = x.shape
+  kh, kw, _, c_out = w.shape
+  (lo_h, hi_h), (lo_w, hi_w) = pads
+  ho = _out_size(h, kh, strides[0], lo_h, hi_h)
+  wo = _out_size(wd, kw, strides[1], lo_w, hi_w)
+  # Shift the input so that index o·s + i addresses the unpadded pixel o·s + i − lo.
+  # Only real pixels are ever read, so the shift is a coordinate change, not a copy.
+  y = None
+  border = np.zeros((ho, wo, kh * kw), np.float32)
+  for i in range(kh):
+    oh0, nh = _valid_range(i, h, ho, strides[0], lo_h)
+    for j in range(kw):
+      ow0, nw = _valid_range(j, wd, wo, strides[1], lo_w)
+      border[:, :, i * kw + j] = 1.0
+      if nh == 0 or nw == 0:
+        continue
+      border[oh0:oh0 + nh, ow0:ow0 + nw, i * kw + j] = 0.0
+      xs = _tap_slice(x, i - lo_h, j - lo_w, strides, (oh0, ow0), (nh, nw))
+      part = jnp.dot(xs.reshape(-1, c_in), w[i, j]).reshape(n, nh, nw, c_out)
+      if (oh0, nh, ow0, nw) != (0, ho, 0, wo):
+        part = jnp.pad(part, ((0, 0), (oh0, ho - oh0 - nh), (ow0, wo - ow0 - nw), (0, 0)))
+      y = part if y is None else y + part
+  if y is None:
+    y = jnp.zeros((n, ho, wo, c_out), jnp.result_type(x, w))
+  if pad_value != 0.0 and border.any():
+    tap_sums = jnp.sum(w, axis=2).reshape(kh * kw, c_out)
+    y = y + pad_value * jnp.dot(jnp.asarray(border, tap_sums.dtype).reshape(-1, kh * kw),
+                                tap_sums).reshape(1, ho, wo, c_out).astype(y.dtype)
+  return y
+
+
+def _conv_im2col(x, w, strides, pads, pad_value):
+  n = x.shape[0]
+  kh, kw, c_in, c_out = w.shape
+  xp = jnp.pad(x, ((0, 0), *pads, (0, 0)), constant_values=pad_value)
+  ho = _out_size(xp.shape[1], kh, strides[0], 0, 0)
+  wo = _out_size(xp.shape[2], kw, strides[1], 0, 0)
+  patches = jnp.concatenate(
+      [_tap_slice(xp, i, j, strides, (0, 0), (ho, wo)) for i in range(kh)
+       for j in range(kw)], axis=-1)
+  y = jnp.dot(patches.reshape(-1, kh * kw * c_in), w.reshape(kh * kw * c_in, c_out))
+  return y.reshape(n, ho, wo, c_out)
+
+
+_IMPLS = {"xla": _conv_xla, "taps": _conv_taps, "im2col": _conv_im2col}
+
+
+def conv2d(x: jax.Array, w: jax.Array, *, strides=1, padding="SAME",
+           pad_value: float = 0.0, lowering: str | None = None) -> jax.Array:
+  """``x ⊛ w`` (NHWC, HWIO) with a border of ``pad_value``, lowered per shape.
+
+  The same function as ``lax.conv_general_dilated`` on the input padded with
+  ``pad_value`` (values and gradients equal up to float summation order).
+
+  Args:
+    x: ``(N, H, W, c_in)``.
+    w: ``(kh, kw, c_in, c_out)``.
+    strides: an int or a pair.
+    padding: ``"SAME"``, ``"VALID"`` or explicit ``((lo, hi), (lo, hi))``.
+    pad_value: value of the border (0 for ordinary zero padding; 1 for a binary
+      input's +1 border).
+    lowering: one of :data:`LOWERINGS`, or ``None`` for :func:`choose_lowering`.
+
+  Returns:
+    ``(N, H_out, W_out, c_out)`` in the dtype of ``x``/``w``.
+  """
+  if x.ndim != 4 or w.ndim != 4 or w.shape[2] != x.shape[-1]:
+    raise ValueError(f"conv2d: x must be NHWC and w (kh, kw, c_in={x.shape[-1]}, c_out); "
+                     f"got shapes {x.shape} and {w.shape}.")
+  strides = _pair(strides, "strides")
+  pads = conv_pads(padding, w.shape[:2], strides, x.shape[1:3])
+  ho = _out_size(x.shape[1], w.shape[0], strides[0], *pads[0])
+  wo = _out_size(x.shape[2], w.shape[1], strides[1], *pads[1])
+  if ho < 1 or wo < 1:
+    raise ValueError(f"conv2d: a {w.shape[0]}×{w.shape[1]} kernel does not fit the input "
+                     f"{x.shape[1]}×{x.shape[2]} with padding {pads}.")
+  if lowering is None:
+    lowering = choose_lowering(x.shape[1:3], w.shape[:2], strides, pads, x.shape[-1])
+  if lowering not in _IMPLS:
+    raise ValueError(f"conv2d: lowering={lowering!r}; allowed values are "
+                     f"{list(LOWERINGS)} or None (chosen per shape).")
+  return _IMPLS[lowering](x, w, strides, pads, float(pad_value))
