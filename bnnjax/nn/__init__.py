@@ -9,6 +9,7 @@ from bnnjax.nn.layers import QuantConv
 from bnnjax.nn.layers import QuantDense
 from bnnjax.nn.layers import ScaleFactor
 from bnnjax.nn.layers import conv_output_size
+from bnnjax.nn.spec import COMPUTES
 from bnnjax.nn.spec import FP
 from bnnjax.nn.spec import METHODS
 from bnnjax.nn.spec import QuantSpec

@@ -22,8 +22,9 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 from flax import nnx
-from jax import lax
 
+from bnnjax import kernels
+from bnnjax.kernels import float_conv
 from bnnjax.nn.spec import FP
 from bnnjax.nn.spec import QuantSpec
 from bnnjax.quant import scales
@@ -132,6 +133,26 @@ def _fold_gamma(case: int, f: dict[str, jax.Array]) -> jax.Array:
   return f["beta"][:, None, None] * f["gamma"][None, :, None] * f["alpha"][None, None, :]
 
 
+def packed_implementation():
+  """The packed kernels' implementation chain for this platform
+  (:data:`bnnjax.kernels.api.DEFAULT_CHAIN`), as a hashable tuple."""
+  return kernels.resolve(None)
+
+
+def packed_is_faster(layer, in_hw, pads) -> bool:
+  """``compute="auto"``: whether the packed path is the faster exact one here.
+
+  Measured with ``python -m benchmarks.train_speed`` (``benchmarks/results/``): on CPU
+  the float path (:mod:`bnnjax.kernels.float_conv`) wins the training step, because
+  the backward pass is float either way and packing the activations costs more than
+  the forward matmul it replaces; on GPU/TPU cuDNN and the MXU run the ±1 float conv
+  at full rate. So ``auto`` is the float path everywhere today; ``"packed"`` and the
+  packed export (:mod:`bnnjax.packed`) are the XNOR-popcount paths.
+  """
+  del layer, in_hw, pads
+  return False
+
+
 class _QuantLayer(nnx.Module):
   """Shared parts of :class:`QuantConv` and :class:`QuantDense`."""
 
@@ -169,6 +190,13 @@ class _QuantLayer(nnx.Module):
     if self.spec.weight_scale == "bonn":
       return 1.0 / jnp.mean(self.bonn_modulation[...])
     return _weight_scale(self.spec, self.kernel[...])
+
+  def _packed(self, in_hw, pads) -> bool:
+    """Whether this call computes its ±1 product with the packed kernels."""
+    spec = self.spec
+    if not (spec.binary_input and spec.binary_kernel) or spec.compute == "float":
+      return False
+    return spec.compute == "packed" or packed_is_faster(self, in_hw, pads)
 
   def _quantize(self, x):
     spec = self.spec
@@ -246,15 +274,15 @@ class QuantConv(_QuantLayer):
           f"{self.spec.gamma_case}), got spatial size {tuple(x.shape[1:3])}.")
     pads = self._pads(x.shape[1:3])
     xq, wq = self._quantize(x)
-    if self.spec.binary_input and self.spec.pad_value == 1.0:
-      # +1 padding keeps the padded input binary, so one bit holds it exactly.
-      xq = jnp.pad(xq, ((0, 0), *pads, (0, 0)), constant_values=1)
-      conv_pads = ((0, 0), (0, 0))
+    # +1 padding keeps a binary input binary, so one bit holds the border exactly.
+    pad_value = self.spec.pad_value if self.spec.binary_input else 0.0
+    wq = wq.astype(xq.dtype)
+    if self._packed(x.shape[1:3], pads):
+      y = kernels.binary_conv_ste(xq, wq, strides=self.strides, padding=pads,
+                                  pad_value=pad_value, implementation=packed_implementation())
     else:
-      conv_pads = pads
-    y = lax.conv_general_dilated(
-        xq, wq.astype(xq.dtype), window_strides=self.strides, padding=conv_pads,
-        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+      y = float_conv.conv2d(xq, wq, strides=self.strides, padding=pads,
+                            pad_value=pad_value)
     k_map = (scales.activation_scale(x, self.kernel_size, self.strides, pads)
              if self.spec.activation_scale else None)
     return self._finish(y, k_map, self.folded_scale())
@@ -282,7 +310,11 @@ class QuantDense(_QuantLayer):
       raise ValueError(
           f"QuantDense expects {self.in_features} input features, got shape {x.shape}.")
     xq, wq = self._quantize(x)
-    y = jnp.dot(xq, wq.astype(xq.dtype))
+    wq = wq.astype(xq.dtype)
+    if self._packed(None, None):
+      y = kernels.binary_dense_ste(xq, wq, implementation=packed_implementation())
+    else:
+      y = jnp.dot(xq, wq)
     k_map = scales.dense_activation_scale(x) if self.spec.activation_scale else None
     s = self.folded_scale()
     if s is not None and s.ndim == 3:  # Γ cases 2-4 with h_out = w_out = 1

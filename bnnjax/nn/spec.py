@@ -27,6 +27,9 @@ from bnnjax.quant.sign import QUANTIZERS
 WEIGHT_SCALES = ("none", "xnor", "cross_filter", "xnorpp", "bonn")
 PAD_VALUES = (0.0, 1.0)
 GAMMA_CASES = (1, 2, 3, 4)
+# How a layer with binary input *and* kernel computes its ±1 product (config field
+# ``binary_compute``); see :mod:`bnnjax.nn.layers`.
+COMPUTES = ("float", "packed", "auto")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -51,6 +54,12 @@ class QuantSpec:
     activation_scale: multiply by XNOR-Net's ``K`` map (needs a binary input).
     pad_value: value of the padded border of a *binary* input, 0 (zero padding, a
       third value) or 1 (+1 padding, exact in one bit).
+    compute: how the ±1 product of a layer with binary input and kernel is computed,
+      with the same result either way: ``"float"`` (a float conv/dot of the ±1
+      operands), ``"packed"`` (the bit-packed XNOR-popcount kernels of
+      :mod:`bnnjax.kernels` forward, the float straight-through gradient backward) or
+      ``"auto"`` (the faster exact one for the platform, see
+      :func:`bnnjax.nn.layers.packed_is_faster`). Other layers ignore it.
   """
 
   input_quantizer: str | None = None
@@ -62,6 +71,7 @@ class QuantSpec:
   gamma_case: int = 1
   activation_scale: bool = False
   pad_value: float = 0.0
+  compute: str = "auto"
 
   def __post_init__(self):
     for field in ("input_quantizer", "kernel_quantizer"):
@@ -87,6 +97,9 @@ class QuantSpec:
     if self.activation_scale and self.input_quantizer is None:
       raise ValueError(
           "QuantSpec.activation_scale=True needs a binary input: set input_quantizer.")
+    if self.compute not in COMPUTES:
+      raise ValueError(
+          f"QuantSpec.compute={self.compute!r}; allowed values are {list(COMPUTES)}.")
     if float(self.pad_value) not in PAD_VALUES:
       raise ValueError(
           f"QuantSpec.pad_value={self.pad_value!r}; allowed values are 0 or 1.")
@@ -138,6 +151,7 @@ def method_spec(
     input_quantizer: str = "ste_sign",
     kernel_quantizer: str = "ste_sign",
     pad_value: float = 0.0,
+    compute: str = "auto",
 ) -> QuantSpec:
   """The :class:`QuantSpec` of a named method of the papers.
 
@@ -150,7 +164,16 @@ def method_spec(
     input_quantizer: sign quantizer for binary inputs.
     kernel_quantizer: sign quantizer for binary kernels.
     pad_value: border value of binary inputs (0 or 1).
+    compute: how binary-input binary-kernel layers compute (``QuantSpec.compute``).
   """
+  spec = _method_spec(method, group_size=group_size, gamma_case=gamma_case,
+                      input_quantizer=input_quantizer, kernel_quantizer=kernel_quantizer,
+                      pad_value=pad_value)
+  return spec if spec.full_precision else dataclasses.replace(spec, compute=compute)
+
+
+def _method_spec(method, *, group_size, gamma_case, input_quantizer, kernel_quantizer,
+                 pad_value) -> QuantSpec:
   name, number = parse_method(method)
   if number is not None:
     if name in ("bw_cf", "xnor_cf"):

@@ -1,0 +1,83 @@
+"""The binary compute backends (config.binary_compute): packed and float give the same
+forward values, gradients, loss curve and test accuracy."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from bnnjax import models
+from bnnjax import nn
+from bnnjax.train import trainer
+from configs import common
+
+
+def _model(method, compute, **kw):
+  spec = nn.method_spec(method, compute=compute, **kw)
+  return models.get_model("resnet18", num_classes=5, input_shape=(12, 12, 3), spec=spec,
+                          rngs=nnx.Rngs(0), width=8)
+
+
+@pytest.mark.parametrize("method,pad_value", [("xnor", 0.0), ("xnorpp_3", 1.0),
+                                              ("bonn", 0.0), ("xnor_cf_2", 1.0)])
+def test_packed_and_float_agree_in_a_training_step(method, pad_value):
+  x = jnp.asarray(np.random.default_rng(0).standard_normal((4, 12, 12, 3)), jnp.float32)
+  y = jnp.asarray([0, 1, 2, 3])
+  out = {}
+  for compute in ("float", "packed"):
+    model = _model(method, compute, pad_value=pad_value)
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+
+    def loss(params, rest):
+      m = nnx.merge(graphdef, params, jax.tree.map(lambda a: a, rest))
+      logits = m(x, train=True)
+      return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), logits
+    (l, logits), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(params, rest)
+    eval_logits = jax.jit(lambda p, r: nnx.merge(graphdef, p, r)(x))(params, rest)
+    out[compute] = (l, logits, grads, eval_logits)
+  (lf, yf, gf, ef), (lp, yp, gp, ep) = out["float"], out["packed"]
+  # The ±1 products are integers either way: forward values are equal.
+  np.testing.assert_array_equal(yp, yf)
+  np.testing.assert_array_equal(ep, ef)
+  assert float(lp) == float(lf)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), gp, gf)
+
+
+def test_packed_path_is_used():
+  """The packed layer runs the XNOR-popcount kernel (its jaxpr has population_count)."""
+  x = jnp.ones((1, 12, 12, 3))
+  for compute, expected in (("packed", True), ("float", False)):
+    model = _model("xnor", compute)
+    jaxpr = str(jax.make_jaxpr(lambda x: model(x))(x))
+    assert ("population_count" in jaxpr) is expected, compute
+
+
+def test_auto_is_the_measured_choice_and_bad_values_are_refused():
+  assert nn.method_spec("xnor").compute == "auto"
+  assert nn.method_spec("fp").compute == "auto"  # FP layers ignore it
+  with pytest.raises(ValueError, match="compute='fast'.*allowed"):
+    nn.QuantSpec(kernel_quantizer="ste_sign", compute="fast")
+  c = common.base_config()
+  c.binary_compute = "fast"
+  with pytest.raises(ValueError, match="binary_compute"):
+    trainer.quant_spec(c)
+
+
+def test_trainer_loss_curve_and_accuracy_equal_for_both_backends(tmp_path):
+  results, losses = {}, {}
+  for compute in ("float", "packed"):
+    c = common.base_config()
+    c.update(model_name="resnet18", method="xnor", model_kwargs={"width": 4},
+             dataset="mnist", batch_size=8, eval_batch_size=16, num_train_steps=3,
+             log_every_steps=1, checkpoint_every_steps=3, progress=False,
+             num_train_examples=32, num_test_examples=32, binary_compute=compute)
+    workdir = tmp_path / compute
+    results[compute] = trainer.train_and_evaluate(c, str(workdir))
+    losses[compute] = [json.loads(l)["loss/total"] for l in open(workdir / "metrics.jsonl")
+                       if "loss/total" in l]
+  np.testing.assert_allclose(losses["packed"], losses["float"], rtol=1e-5)
+  assert results["packed"]["test/top1"] == results["float"]["test/top1"]
