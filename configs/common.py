@@ -64,6 +64,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.pad_value = ml_collections.FieldReference(None, field_type=float)
   c.quantize_first = False
   c.quantize_last = False
+  # How layers with binary input and kernel compute their ±1 product: "float",
+  # "packed" (XNOR-popcount forward, float straight-through backward) or "auto" (the
+  # faster of the two for the platform); results are the same.
+  c.binary_compute = "auto"
   # Optimisation.
   c.batch_size = 128
   c.eval_batch_size = 500

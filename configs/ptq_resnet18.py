@@ -13,7 +13,7 @@ Arguments (``--config=configs/ptq_resnet18.py:dataset=mnist,width=8``):
 ``dataset``, ``width``, ``epochs``, ``test_examples`` (0: the whole test split) and
 ``paper``: the seed's setting, CIFAR-10 (prepared by the user) with the full width 64
 and the cross-filter paper's CIFAR schedule (the seed does not say how its model was
-trained). Single fields: ``--config.ptq.bits="(8,4,2)"``, ``--config.num_train_steps=100``.
+trained). Single fields: ``--config.ptq.bits="(8,4,3)"``, ``--config.num_train_steps=100``.
 """
 
 import ml_collections

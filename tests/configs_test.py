@@ -60,3 +60,65 @@ def test_bonn_fields_drive_the_loss_weights():
   assert terms["bayesian_kernel"]["weight"] == pytest.approx(0.1)
   assert terms["bayesian_feature"]["weight"] == pytest.approx(0.2)
   assert c.group_lr.Modulation == pytest.approx(c.lr / 10)
+
+
+def test_validation_checks_every_base_config_field_and_every_config_passes():
+  from bnnjax.train import validation
+  from configs import common
+  assert set(common.base_config().keys()) <= validation.known_fields()
+  for name in CONFIGS:
+    for arg in (None, "paper"):
+      c = importlib.import_module(f"configs.{name}").get_config(arg)
+      validation.validate(c)
+
+
+def _docstring_examples():
+  """``--config=configs/x.py:arg`` and ``--config.field=value`` in the configs' and
+  commands' docstrings and the README."""
+  import re
+  root = os.path.join(os.path.dirname(__file__), "..")
+  texts = [open(p).read() for p in glob.glob(os.path.join(root, "configs", "*.py"))
+           + glob.glob(os.path.join(root, "experiments", "*.py"))
+           + [os.path.join(root, "README.md")]]
+  files = set()
+  overrides = set()
+  for text in texts:
+    files |= set(re.findall(r"--config=(configs/\w+\.py(?::[\w=,.]+)?)", text))
+    overrides |= set(re.findall(r"--config\.([a-z_.]+)=(\"[^\"]+\"|[\w.+-]+)", text))
+  overrides = {(k, v) for k, v in overrides if k != "field"}  # the placeholders
+  files = {f for f in files if not f.startswith("configs/x.py")}
+  return sorted(files), sorted(overrides)
+
+
+def test_docstring_examples_are_accepted():
+  """Each documented config argument builds and validates; each documented override
+  applies to a config that has the field and still validates (and for ``ptq.*``,
+  passes experiments.ptq's checks)."""
+  import ast
+  from bnnjax.train import validation
+  from experiments import ptq
+  files, overrides = _docstring_examples()
+  assert "configs/xnorpp_resnet18.py:case=3,paper" in files
+  assert ("ptq.bits", '"(8,4,3)"') in overrides
+  for spec in files:
+    path, _, arg = spec.partition(":")
+    c = importlib.import_module("configs." + os.path.basename(path)[:-3]).get_config(
+        arg or None)
+    validation.validate(ptq.train_config(c))
+  for key, text in overrides:
+    value = text.strip('"')
+    try:
+      value = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+      pass
+    name = "ptq_resnet18" if key.startswith("ptq.") else (
+        "bonn_resnet18" if key.startswith("bonn") else "xnor_resnet18")
+    c = importlib.import_module(f"configs.{name}").get_config()
+    *parents, leaf = key.split(".")
+    node = c
+    for p in parents:
+      node = node[p]
+    node[leaf] = type(node[leaf])(value) if isinstance(node[leaf], float) else value
+    if key.startswith("ptq."):
+      ptq.check_ptq_config(c.ptq)
+    validation.validate(ptq.train_config(c))
