@@ -1,75 +1,290 @@
-"""Checkpoints of the training state with orbax, for automatic resume from a workdir.
+"""Checkpoints of the training state with orbax's ``CheckpointManager``.
 
-The state is saved as a flat, numbered dict of arrays (PRNG keys as their raw key
-data) and restored into the structure of a freshly initialised state, so the saved
-files do not depend on how NNX or optax name their pytree nodes.
+Each checkpoint ``checkpoints/<step>/`` holds four orbax items under their own names:
+``params`` (by layer path, e.g. ``blocks/2/unit2/conv/kernel``), ``rest`` (batch
+statistics, RNG state as raw key data, other variables), ``opt_state`` (by the optax
+state's own path) and ``step``. Saving is asynchronous: the state is copied to host
+memory, then written in the background while training goes on; a new save, ``wait``
+and ``close`` wait for the previous one. Restoring maps names onto the structure of a
+freshly initialised state, so the files do not depend on pytree node order.
+
+Checkpoints of the earlier format (one item ``default`` of numbered arrays
+``00000``...) still restore. A checkpoint that fails to read is reported in one line,
+moved to ``<workdir>/checkpoints_unreadable/<step>`` (kept, not deleted) and the next
+older one is used.
 """
 
 from __future__ import annotations
 
+import datetime
+import io
+import logging
 import os
+import shutil
+import sys
+import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
+from bnnjax.train.parallel import is_main_process
 from bnnjax.train.parallel import to_host
+
+ITEMS = ("params", "rest", "opt_state", "step")
+LEGACY_ITEM = "default"
+
+
+class CheckpointError(RuntimeError):
+  """No checkpoint of the workdir could be restored."""
 
 
 def _is_key(x) -> bool:
   return isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
 
 
-def _to_saveable(tree) -> dict[str, np.ndarray]:
-  # Host copies of replicated arrays: orbax writes numpy arrays from process 0 only,
-  # and the checkpoint restores onto any device count.
-  leaves = jax.tree.leaves(tree)
-  return {f"{i:05d}": to_host(x) for i, x in enumerate(leaves)}
+def _key_name(entry) -> str:
+  for attr in ("key", "name", "idx"):
+    if hasattr(entry, attr):
+      return str(getattr(entry, attr))
+  return str(entry)
 
 
-def _from_saveable(flat: dict, like):
+def _paths(tree) -> list[tuple[tuple[str, ...], object]]:
+  """``(path, leaf)`` for every leaf; a path is a tuple of names (nnx's ``value`` of a
+  Variable dropped)."""
+  out = []
+  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    names = tuple(_key_name(p) for p in path)
+    if len(names) > 1 and names[-1] in ("value", "raw_value"):
+      names = names[:-1]
+    out.append((names or ("value",), leaf))
+  return out
+
+
+def _nested(tree) -> dict:
+  """Host copies of ``tree``'s leaves in a nested dict keyed by their path names."""
+  out: dict = {}
+  for names, leaf in _paths(tree):
+    node = out
+    for n in names[:-1]:
+      node = node.setdefault(n, {})
+    # A copy: the host array may share the device buffer, which the next (donating)
+    # train step reuses while the asynchronous save is still writing.
+    node[names[-1]] = np.array(to_host(leaf), copy=True)
+  if not out:
+    out = {"_empty": np.zeros((), np.int32)}  # orbax saves no empty tree
+  return out
+
+
+def _from_nested(nested: dict, like):
+  leaves, treedef = jax.tree.flatten(like)
+  out = []
+  for (names, ref), _ in zip(_paths(like), leaves):
+    node = nested
+    for n in names:
+      node = node[n]
+    out.append(_convert(np.asarray(node), ref, "/".join(names)))
+  return jax.tree.unflatten(treedef, out)
+
+
+def _convert(arr, ref, name: str):
+  if _is_key(ref):
+    return jax.random.wrap_key_data(jnp.asarray(arr), impl=jax.random.key_impl(ref))
+  if tuple(arr.shape) != tuple(ref.shape):
+    raise ValueError(
+        f"Checkpoint array {name} has shape {tuple(arr.shape)}, the state expects "
+        f"{tuple(ref.shape)}: it was written by a different model config.")
+  return jnp.asarray(arr, dtype=ref.dtype)
+
+
+def _state_items(state) -> dict:
+  return {"params": state.params, "rest": state.rest, "opt_state": state.opt_state,
+          "step": state.step}
+
+
+# --- the earlier format: one "default" item of numbered leaves.
+def _legacy_flat(tree) -> dict[str, np.ndarray]:
+  return {f"{i:05d}": to_host(x) for i, x in enumerate(jax.tree.leaves(tree))}
+
+
+def _legacy_restore(path: str, like):
+  target = _legacy_flat(like)
+  with ocp.StandardCheckpointer() as ckptr:
+    flat = ckptr.restore(path, target)
   leaves, treedef = jax.tree.flatten(like)
   if len(flat) != len(leaves):
     raise ValueError(
         f"Checkpoint has {len(flat)} arrays but the model/optimizer state has "
         f"{len(leaves)}: it was written by a different model or optimizer config.")
-  out = []
-  for i, ref in enumerate(leaves):
-    arr = flat[f"{i:05d}"]
-    if _is_key(ref):
-      out.append(jax.random.wrap_key_data(jnp.asarray(arr), impl=jax.random.key_impl(ref)))
+  return jax.tree.unflatten(treedef, [_convert(np.asarray(flat[f"{i:05d}"]), ref, str(i))
+                                      for i, ref in enumerate(leaves)])
+
+
+def _drop_closed_loop_tracebacks(text: str) -> str:
+  out, block = [], []
+  for line in text.splitlines(keepends=True):
+    if line.startswith("Traceback (most recent call last):"):
+      out += block
+      block = [line]
+    elif block:
+      block.append(line)
+      if not line.startswith(" "):  # the exception line ends the traceback
+        if "Event loop is closed" not in line:
+          out += block
+        block = []
     else:
-      if tuple(arr.shape) != tuple(ref.shape):
-        raise ValueError(
-            f"Checkpoint array {i} has shape {tuple(arr.shape)}, the state expects "
-            f"{tuple(ref.shape)}: it was written by a different model config.")
-      out.append(jnp.asarray(arr, dtype=ref.dtype))
-  return jax.tree.unflatten(treedef, out)
+      out.append(line)
+  return "".join(out + block)
+
+
+def _one_line(e: BaseException) -> str:
+  text = str(e).strip().splitlines()
+  return f"{type(e).__name__}: {text[0] if text else ''}"[:300]
 
 
 class Checkpointer:
   """Keeps the last ``max_to_keep`` checkpoints of a run under ``workdir/checkpoints``."""
 
   def __init__(self, workdir: str, max_to_keep: int = 2):
+    if not isinstance(max_to_keep, int) or max_to_keep < 1:
+      raise ValueError(f"config.keep_checkpoints={max_to_keep!r}; allowed values are "
+                       "integers >= 1 (the final state is always kept).")
+    self.workdir = workdir
     self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
-    self._manager = ocp.CheckpointManager(
+    self.max_to_keep = max_to_keep
+    self._manager = self._open()
+
+  def _open(self):
+    return ocp.CheckpointManager(
         self.directory,
-        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
+        options=ocp.CheckpointManagerOptions(max_to_keep=self.max_to_keep, create=True,
+                                             enable_async_checkpointing=True))
 
   def latest_step(self) -> int | None:
+    if self._manager is None:  # closed
+      steps = [int(d) for d in os.listdir(self.directory) if d.isdigit()] if (
+          os.path.isdir(self.directory)) else []
+      return max(steps) if steps else None
     return self._manager.latest_step()
 
-  def save(self, step: int, state) -> None:
-    """Writes ``state`` at ``step`` and waits until it is on disk."""
-    self._manager.save(step, args=ocp.args.StandardSave(_to_saveable(state)))
+  def all_steps(self) -> list[int]:
+    return sorted(self._manager.all_steps())
+
+  def save(self, step: int, state, wait: bool = False) -> None:
+    """Starts writing ``state`` at ``step`` (host copy now, files in the background);
+    ``wait=True`` returns once it is on disk."""
+    args = ocp.args.Composite(**{k: ocp.args.StandardSave(_nested(v))
+                                 for k, v in _state_items(state).items()})
+    self._manager.save(step, args=args)
+    if wait:
+      self._manager.wait_until_finished()
+
+  def reached_preemption(self, step: int) -> bool:
+    """True when a multi-process job's preemption notice (SIGTERM) reached ``step``."""
+    return self._manager.reached_preemption(step)
+
+  def wait(self) -> None:
     self._manager.wait_until_finished()
 
-  def restore(self, like, step: int | None = None):
-    """The saved state at ``step`` (default: latest) in the structure of ``like``."""
-    step = self.latest_step() if step is None else step
-    flat = self._manager.restore(step, args=ocp.args.StandardRestore(_to_saveable(like)))
-    return _from_saveable(flat, like)
+  def _restore_step(self, like, step: int):
+    step_dir = os.path.join(self.directory, str(step))
+    if os.path.isdir(os.path.join(step_dir, LEGACY_ITEM)):
+      return _legacy_restore(os.path.join(step_dir, LEGACY_ITEM), like)
+    items = _state_items(like)
+    args = ocp.args.Composite(**{k: ocp.args.StandardRestore(_nested(v))
+                                 for k, v in items.items()})
+    restored = self._manager.restore(step, args=args)
+    out = {k: _from_nested(restored[k], v) for k, v in items.items()}
+    return type(like)(**out)
+
+  def restore(self, like, step: int | None = None, *, fallback: bool = False,
+              report=print):
+    """The saved state at ``step`` (default: latest) in the structure of ``like``.
+
+    With ``fallback``, a checkpoint that fails to read is reported in one line, moved
+    to ``<workdir>/checkpoints_unreadable/`` and the next older one is tried.
+
+    Raises:
+      CheckpointError: no checkpoint could be read (``FileNotFoundError`` when there is
+        none).
+    """
+    steps = self.all_steps()
+    if not steps:
+      raise FileNotFoundError(f"{self.directory} holds no checkpoint.")
+    if step is not None:
+      if step not in steps:
+        raise FileNotFoundError(f"{self.directory} has no checkpoint of step {step}; "
+                                f"it has steps {steps}.")
+      candidates = [step]
+    else:
+      candidates = steps[::-1] if fallback else steps[-1:]
+    failures = []
+    for s in candidates:
+      try:
+        return self._with_quiet_orbax(self._restore_step, like, s)
+      except ValueError as e:
+        if "different model" in str(e):
+          raise
+        failures.append((s, e))
+      except Exception as e:  # pylint: disable=broad-except
+        failures.append((s, e))
+      if not fallback:
+        break
+      moved = self._set_aside(s)
+      older = [c for c in candidates if c < s]
+      report(f"Checkpoint of step {s} could not be read ({_one_line(failures[-1][1])}); "
+             f"moved to {moved}; " + (f"trying step {older[0]}." if older else
+                                      "no older checkpoint is left."), flush=True)
+    s, e = failures[-1]
+    raise CheckpointError(
+        f"Could not restore the checkpoint of step {s} in {self.directory} "
+        f"({_one_line(e)}).") from e
+
+  def _with_quiet_orbax(self, fn, *args):
+    # orbax logs a failed read at ERROR with its traceback, and tensorstore's reads
+    # that were still in flight print "RuntimeError: Event loop is closed" tracebacks
+    # once orbax's event loop has closed; the caller reports the failure in one line.
+    loggers = [logging.getLogger(n) for n in ("absl", "orbax", "jax._src.distributed")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+      lg.setLevel(logging.CRITICAL)
+    stderr, captured = sys.stderr, io.StringIO()
+    sys.stderr = captured
+    failed = True
+    try:
+      out = fn(*args)
+      failed = False
+      return out
+    finally:
+      if failed:
+        time.sleep(0.5)  # let the cancelled reads finish while stderr is captured
+      sys.stderr = stderr
+      for lg, level in zip(loggers, levels):
+        lg.setLevel(level)
+      text = _drop_closed_loop_tracebacks(captured.getvalue())
+      if text:
+        stderr.write(text)
+
+  def _set_aside(self, step: int) -> str:
+    """Moves an unreadable checkpoint out of orbax's directory; returns where."""
+    dest_root = os.path.join(os.path.abspath(self.workdir), "checkpoints_unreadable")
+    dest = os.path.join(dest_root, str(step))
+    if os.path.exists(dest):
+      dest += "." + datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    if is_main_process():
+      os.makedirs(dest_root, exist_ok=True)
+      shutil.move(os.path.join(self.directory, str(step)), dest)
+    self._manager.close()
+    self._manager = self._open()
+    return dest
 
   def close(self) -> None:
-    self._manager.close()
+    if self._manager is None:
+      return
+    try:
+      self._manager.wait_until_finished()
+    finally:
+      self._manager.close()
+      self._manager = None

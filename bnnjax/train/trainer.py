@@ -16,6 +16,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
+import threading
 import time
 from typing import Any
 
@@ -37,12 +39,15 @@ from bnnjax.train import checkpoint as ckpt_lib
 from bnnjax.train import loss_terms as loss_lib
 from bnnjax.train import optim
 from bnnjax.train import parallel
+from bnnjax.train import validation
+from bnnjax.train import workdir_lock
+from bnnjax.train.validation import ConfigError
 from bnnjax.train.writers import MetricWriter
 
 # Fields that may change between a run and its resumption without changing results.
 RESUMABLE_FIELDS = ("log_every_steps", "checkpoint_every_steps", "progress", "data_dir",
                     "eval_every_steps", "keep_checkpoints", "histogram_every_steps",
-                    "diagnostics_per_layer")
+                    "diagnostics_per_layer", "binary_compute")
 
 
 @flax.struct.dataclass
@@ -61,6 +66,12 @@ def quant_spec(config) -> nn.QuantSpec:
                 "pad_value"):
     if config.get(field, None) is not None:
       kw[field] = config[field]
+  compute = config.get("binary_compute", None)
+  if compute is not None:
+    if compute not in nn.COMPUTES:
+      raise ValueError(f"config.binary_compute={compute!r}; allowed values are "
+                       f"{list(nn.COMPUTES)}.")
+    kw["compute"] = compute
   try:
     return nn.method_spec(config.method, **kw)
   except ValueError as e:
@@ -107,8 +118,10 @@ def set_up(config) -> Setup:
   """Checks ``config`` and builds the model, loss terms and optimizer it names.
 
   Raises:
-    ValueError: for a configuration error; the message names the field.
+    ValueError: for a configuration error; the message names the field
+      (:class:`~bnnjax.train.validation.ConfigError` for the field checks).
   """
+  validation.validate(config)
   optim.validate(config)
   info = data_lib.dataset_info(config.dataset, data_dir=config.get("data_dir", None),
                                image_size=config.get("image_size", None))
@@ -149,19 +162,27 @@ def load_trained(workdir: str, step: int | None = None, **overrides):
   for k, v in overrides.items():
     config[k] = v
   setup = set_up(config)
-  checkpointer = ckpt_lib.Checkpointer(workdir, config.get("keep_checkpoints", 2))
+  checkpointer = ckpt_lib.Checkpointer(workdir, max(config.get("keep_checkpoints", 2), 1))
   try:
     if checkpointer.latest_step() is None:
       raise FileNotFoundError(f"{workdir} has a config.json but no checkpoint.")
-    state = checkpointer.restore(setup.state, step)
+    state = checkpointer.restore(setup.state, step, fallback=False)
   finally:
     checkpointer.close()
   model = nnx.merge(setup.graphdef, state.params, state.rest)
   return model, config, setup.info
 
 
-def _check_workdir_config(workdir: str, config) -> None:
-  """Refuses to resume a run whose saved config differs in a field that matters."""
+def _check_workdir(workdir: str) -> None:
+  """Refuses a ``--workdir`` that names a file (before anything is created)."""
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise ConfigError(f"--workdir={workdir} is a file, not a directory; give a new or "
+                      "existing directory. Nothing was changed.")
+
+
+def _check_workdir_config(workdir: str, config) -> bool:
+  """Refuses to resume a run whose saved config differs in a field that matters;
+  writes ``config.json`` for a new run. Returns True when it wrote it."""
   path = os.path.join(workdir, "config.json")
   current = json.loads(config.to_json_best_effort())
   if os.path.exists(path):
@@ -171,14 +192,19 @@ def _check_workdir_config(workdir: str, config) -> None:
     diff = sorted(k for k in keys if saved.get(k) != current.get(k))
     if diff:
       details = ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in diff)
-      raise ValueError(
+      raise ConfigError(
           f"--workdir={workdir} holds a run with a different config ({details}). "
           "Resume it with its own config, or use a new --workdir; nothing was "
           "changed.")
-  elif parallel.is_main_process():
+    return False
+  if parallel.is_main_process():
     os.makedirs(workdir, exist_ok=True)
-    with open(path, "w") as f:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
       json.dump(current, f, indent=2, sort_keys=True)
+    os.replace(tmp, path)
+    return True
+  return False
 
 
 def _steps(config, info) -> tuple[int, int]:
@@ -188,7 +214,10 @@ def _steps(config, info) -> tuple[int, int]:
   else:
     total = int(round(config.num_epochs * steps_per_epoch))
   if total < 1:
-    raise ValueError("config.num_epochs / num_train_steps give no training step.")
+    raise ConfigError(
+        f"config.num_epochs={config.num_epochs!r} gives no training step "
+        f"({steps_per_epoch} steps per epoch); allowed values give at least one step "
+        "(or set config.num_train_steps).")
   return steps_per_epoch, total
 
 
@@ -297,39 +326,131 @@ def evaluate(eval_step, state, config, info, mesh) -> dict[str, float]:
 
 
 # ----------------------------------------------------------------------------- loop
+class Interrupted(Exception):
+  """Training was stopped by SIGTERM or SIGINT; the checkpoint of ``step`` is kept."""
+
+  def __init__(self, message: str, signum: int, step: int):
+    super().__init__(message)
+    self.signum = signum
+    self.step = step
+
+
+class _StopSignals:
+  """Turns the first SIGTERM / SIGINT into a flag that the loop checks after each step
+  (it then saves and stops); a second signal acts as it would have without this.
+  Installed only in the main thread."""
+
+  SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+  def __init__(self):
+    self.signum: int | None = None
+    self._old: dict = {}
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      for sig in self.SIGNALS:
+        self._old[sig] = signal.signal(sig, self._handle)
+    return self
+
+  def _handle(self, signum, frame):
+    if self.signum is None:
+      self.signum = signum
+      return
+    old = self._old.get(signum, signal.SIG_DFL)
+    self.__exit__()
+    if callable(old):
+      old(signum, frame)
+    else:
+      signal.signal(signum, signal.SIG_DFL)
+      os.kill(os.getpid(), signum)
+
+  def __exit__(self, *exc):
+    for sig, old in self._old.items():
+      signal.signal(sig, old)
+    self._old = {}
+
+
 def train_and_evaluate(config, workdir: str) -> dict[str, float]:
   """Trains ``config`` in ``workdir`` (resuming from its last checkpoint) and evaluates.
 
   Returns the final test metrics; also writes ``workdir/results.json``.
 
+  Every config field is checked before anything is written or compiled. The workdir is
+  locked for this process (:mod:`bnnjax.train.workdir_lock`). A run that fails before
+  its first checkpoint removes the ``config.json`` it wrote, so a corrected config is
+  not refused. SIGTERM / SIGINT save a checkpoint of the current step and raise
+  :class:`Interrupted`. An unreadable checkpoint is reported and the next older one
+  used.
+
   Raises:
-    ValueError: for a configuration error (the message names the field), before any
-      training.
+    ConfigError: for a configuration error (the message names the field), before
+      anything is written.
+    WorkdirBusy: another process trains in ``workdir``.
     FloatingPointError: when the loss becomes NaN/Inf; the last good checkpoint is kept.
+    Interrupted: SIGTERM / SIGINT; the checkpoint of the step reached is kept.
   """
-  # --- Config checks and set-up: everything that can fail on a bad config comes first.
-  setup = set_up(config)
+  # --- Config checks and set-up: everything that can fail on a bad config comes
+  # first, and nothing is written before it passes.
+  try:
+    setup = set_up(config)
+    parallel.check_batch_size(config.batch_size, "config.batch_size")
+    parallel.check_batch_size(config.get("eval_batch_size", 256), "config.eval_batch_size")
+  except ConfigError:
+    raise
+  except (ValueError, TypeError) as e:  # a model / data / loss-term argument
+    raise ConfigError(str(e)) from e
+  _check_workdir(workdir)
+  main = parallel.is_main_process()
+  lock = workdir_lock.WorkdirLock(workdir, enabled=main).acquire()
+  try:
+    if lock.previous:
+      print(f"Note: the last run in {workdir} ({lock.previous}) ended without releasing "
+            "its lock (killed or crashed); taking it over.", flush=True)
+    return _train_locked(config, workdir, setup, main)
+  finally:
+    lock.release()
+
+
+def _train_locked(config, workdir: str, setup: Setup, main: bool) -> dict[str, float]:
+  wrote_config = _check_workdir_config(workdir, config)
+  checkpointer = None
+  try:
+    checkpointer = ckpt_lib.Checkpointer(workdir, config.get("keep_checkpoints", 2))
+    return _train(config, workdir, setup, main, checkpointer)
+  except BaseException:
+    # A run that never checkpointed leaves no config.json to block a corrected rerun.
+    if checkpointer is not None:
+      checkpointer.close()
+    if (wrote_config and main and (checkpointer is None
+                                   or checkpointer.latest_step() is None)):
+      try:
+        os.remove(os.path.join(workdir, "config.json"))
+      except OSError:
+        pass
+    raise
+
+
+def _train(config, workdir, setup: Setup, main: bool, checkpointer) -> dict[str, float]:
   info, steps_per_epoch, total_steps = setup.info, setup.steps_per_epoch, setup.total_steps
   graphdef, tx, terms, schedules = setup.graphdef, setup.tx, setup.terms, setup.schedules
-  _check_workdir_config(workdir, config)
   variables = jax.tree_util.tree_leaves_with_path(
       setup.state.params, is_leaf=lambda x: isinstance(x, nnx.Variable))
   latent_flags = [isinstance(v, nn.LatentWeight) for _, v in variables]
   latent_names = {i: "/".join(str(getattr(k, "key", k)) for k in path)
                   for i, (path, v) in enumerate(variables) if latent_flags[i]}
   mesh = parallel.make_mesh()
-  parallel.check_batch_size(config.batch_size, "config.batch_size")
-  parallel.check_batch_size(config.get("eval_batch_size", 256), "config.eval_batch_size")
-  main = parallel.is_main_process()
   state = setup.state
+  say = (lambda *a, **k: print(*a, **k)) if main else (lambda *a, **k: None)
 
-  # --- Restore.
-  checkpointer = ckpt_lib.Checkpointer(workdir, config.get("keep_checkpoints", 2))
+  # --- Restore (an unreadable checkpoint is reported and the next older one used).
   if checkpointer.latest_step() is not None:
-    state = checkpointer.restore(state)
-    if main:
-      print(f"Resuming from the checkpoint of step {int(state.step)} in {workdir}",
-            flush=True)
+    try:
+      state = checkpointer.restore(state, fallback=True, report=say)
+    except ckpt_lib.CheckpointError as e:
+      raise ckpt_lib.CheckpointError(
+          f"{e} No readable checkpoint is left in {checkpointer.directory}; run the "
+          "same command again to train from step 0.") from e
+    say(f"Resuming from the checkpoint of step {int(state.step)} in {workdir}", flush=True)
   start = int(state.step)
   state = parallel.replicate(state, mesh)
 
@@ -337,8 +458,9 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
                                config.get("clip_latent", None), mesh,
                                config.get("diagnostics_per_layer", False))
   eval_step = make_eval_step(graphdef, mesh)
+  # A finished run only re-evaluates: it adds no duplicate records.
   writer = MetricWriter(workdir, tensorboard=config.get("tensorboard", True),
-                        enabled=main)
+                        enabled=main and start < total_steps, resume_step=start)
   pipe = data_lib.make_pipeline(
       config.dataset, split=info.splits[0], batch_size=config.batch_size, train=True,
       seed=config.seed, data_dir=config.get("data_dir", None),
@@ -367,6 +489,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     writer.write(step, avg)
     if not all(np.isfinite(m["loss/total"]) for m in host):
       writer.flush()
+      checkpointer.wait()
       kept = checkpointer.latest_step()
       raise FloatingPointError(
           f"The training loss became NaN or Inf before step {step}; stopping. "
@@ -386,36 +509,55 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     with open(hist_path, "a") as f:
       f.write(json.dumps(latent_lib.histogram_record(step, layers)) + "\n")
 
-  # --- Train.
-  if hist_every and latent_names and start == 0:
-    record_histograms(0)
-  progress = tqdm(total=total_steps, initial=start,
-                  disable=not (main and config.get("progress", True)),
-                  desc=f"{config.model_name}/{config.method}", dynamic_ncols=True)
-  batches = pipe.iterate(start)
-  for step in range(start + 1, total_steps + 1):
-    batch = parallel.shard_batch(next(batches), mesh)
-    state, metrics = train_step(state, batch)
-    pending.append(metrics)
-    progress.update(1)
-    if step % log_every == 0 or step == total_steps:
-      logged = flush(step)
-      progress.set_postfix(loss=f"{logged['loss/total']:.4f}",
-                           top1=f"{logged['train/top1']:.3f}")
-    if step % ckpt_every == 0 or step == total_steps:
-      flush(step)  # never checkpoint a state whose loss was not checked
-      checkpointer.save(step, state)
-    if hist_every and latent_names and (step % hist_every == 0 or step == total_steps):
-      record_histograms(step)
-    if eval_every and step % eval_every == 0 and step != total_steps:
-      writer.write(step, evaluate(eval_step, state, config, info, mesh))
-  progress.close()
+  def stop(signum: int, step: int):
+    name = signal.Signals(signum).name
+    return Interrupted(
+        f"Stopped by {name} at step {step} of {total_steps}: the checkpoint of step "
+        f"{step} is kept in {checkpointer.directory}; run the same command to resume.",
+        signum, step)
 
-  # --- Final evaluation.
-  results = evaluate(eval_step, state, config, info, mesh)
-  writer.write(total_steps, results)
-  writer.close()
-  checkpointer.close()
+  # --- Train.
+  try:
+    with _StopSignals() as signals:
+      if hist_every and latent_names and start == 0:
+        record_histograms(0)
+      progress = tqdm(total=total_steps, initial=start,
+                      disable=not (main and config.get("progress", True)),
+                      desc=f"{config.model_name}/{config.method}", dynamic_ncols=True)
+      batches = pipe.iterate(start)
+      for step in range(start + 1, total_steps + 1):
+        batch = parallel.shard_batch(next(batches), mesh)
+        state, metrics = train_step(state, batch)
+        pending.append(metrics)
+        progress.update(1)
+        if step % log_every == 0 or step == total_steps:
+          logged = flush(step)
+          progress.set_postfix(loss=f"{logged['loss/total']:.4f}",
+                               top1=f"{logged['train/top1']:.3f}")
+        stopping = signals.signum is not None or (
+            jax.process_count() > 1 and checkpointer.reached_preemption(step))
+        if step % ckpt_every == 0 or step == total_steps or stopping:
+          flush(step)  # never checkpoint a state whose loss was not checked
+          checkpointer.save(step, state)  # asynchronous: training goes on
+          if stopping:
+            checkpointer.wait()
+        if hist_every and latent_names and (step % hist_every == 0 or step == total_steps):
+          record_histograms(step)
+        if stopping:
+          progress.close()
+          raise stop(signals.signum or signal.SIGTERM, step)
+        if eval_every and step % eval_every == 0 and step != total_steps:
+          writer.write(step, evaluate(eval_step, state, config, info, mesh))
+      progress.close()
+
+      # --- Final evaluation (the final checkpoint is written meanwhile).
+      results = evaluate(eval_step, state, config, info, mesh)
+      writer.write(total_steps, results)
+      if signals.signum is not None:
+        raise stop(signals.signum, total_steps)
+  finally:
+    writer.close()
+    checkpointer.close()
   results = {**results, "step": total_steps}
   if not main:
     return results
@@ -428,4 +570,3 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
         f"({int(results['test/count'])} examples, {total_steps} steps) -> {workdir}",
         flush=True)
   return results
-

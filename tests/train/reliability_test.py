@@ -1,0 +1,335 @@
+"""Trustworthy runs (issue 15): validation before anything is written, one process per
+workdir, checkpoints that survive faults, signals that save, clean CLI errors."""
+
+import glob
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import jax
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from bnnjax.train import checkpoint as ckpt_lib
+from bnnjax.train import trainer
+from bnnjax.train import validation
+from bnnjax.train import workdir_lock
+from configs import common
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# The subprocesses share the tests' persistent compilation cache (tests/conftest.py):
+# the first run compiles, the others load the programs.
+ENV = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu",
+           JAX_COMPILATION_CACHE_DIR=os.path.join(REPO, ".pytest_cache",
+                                                  "jax_compilation_cache"),
+           JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+           JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+
+TINY_CONFIG_FILE = '''
+import time
+
+from configs import common
+
+
+def _slow_steps(seconds):
+  # A test hook: each train step also sleeps, so a signal can land mid-run.
+  from bnnjax.train import trainer
+  real = trainer.make_train_step
+
+  def make(*a, **k):
+    step = real(*a, **k)
+    def slow(*args):
+      time.sleep(seconds)
+      return step(*args)
+    return slow
+  trainer.make_train_step = make
+
+
+def get_config(arg=None):
+  args = common.parse_arg(arg, steps=6, slow=0.0)
+  if args.slow:
+    _slow_steps(args.slow)
+  c = common.base_config()
+  c.model_name = "vgg7"
+  c.method = "xnor"
+  c.model_kwargs.width_mult = 0.0625
+  c.dataset = "mnist"
+  c.batch_size = 8
+  c.eval_batch_size = 16
+  c.num_train_examples = 64
+  c.num_test_examples = 16
+  c.num_train_steps = args.steps
+  c.log_every_steps = 1
+  c.checkpoint_every_steps = 2
+  c.keep_checkpoints = 3
+  c.progress = False
+  c.tensorboard = False
+  return c
+'''
+
+
+def tiny(**kw):
+  c = common.base_config()
+  c.model_name, c.method = "vgg7", "xnor"
+  c.model_kwargs = {"width_mult": 0.0625}
+  c.dataset = "mnist"
+  c.batch_size, c.eval_batch_size = 8, 16
+  c.num_train_examples, c.num_test_examples = 64, 16
+  c.num_train_steps = 3
+  c.log_every_steps, c.checkpoint_every_steps, c.keep_checkpoints = 1, 1, 3
+  c.progress, c.tensorboard = False, False
+  c.update(kw)
+  return c
+
+
+def checkpoint_arrays(workdir, step=None):
+  """Every array of a checkpoint, by item and name."""
+  ck = ckpt_lib.Checkpointer(str(workdir))
+  step = ck.latest_step() if step is None else step
+  out = {}
+  for item in ckpt_lib.ITEMS:
+    tree = ck._manager.restore(step, args=ocp.args.Composite(
+        **{item: ocp.args.StandardRestore()}))[item]
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+      out[item + jax.tree_util.keystr(path)] = np.asarray(leaf)
+  ck.close()
+  return out
+
+
+def assert_same_arrays(a, b):
+  assert sorted(a) == sorted(b)
+  for k in a:
+    np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+# --------------------------------------------------------------------- validation
+@pytest.mark.parametrize("field,value,match", [
+    ("batch_size", 0, r"config.batch_size=0; allowed values are integers >= 1"),
+    ("batch_size", -4, r"config.batch_size=-4"),
+    ("eval_batch_size", 0, r"config.eval_batch_size=0"),
+    ("num_train_examples", -10, r"num_train_examples=-10"),
+    ("num_test_examples", 0, r"num_test_examples=0.*or None for the whole split"),
+    ("log_every_steps", 0, r"config.log_every_steps=0"),
+    ("checkpoint_every_steps", 0, r"config.checkpoint_every_steps=0"),
+    ("keep_checkpoints", 0, r"config.keep_checkpoints=0; allowed values are integers >= 1"),
+    ("lr", float("inf"), r"config.lr=inf; allowed values are finite numbers > 0"),
+    ("lr", float("nan"), r"config.lr=nan"),
+    ("weight_decay", -1e-4, r"config.weight_decay=-0.0001.*>= 0"),
+    ("decay_factor", 2.0, r"config.decay_factor=2.0.*<= 1"),
+    ("num_epochs", float("inf"), r"config.num_epochs=inf"),
+    ("batch_size", "8", r"config.batch_size='8'; allowed values are integers"),
+    ("progress", 1, r"config.progress=1; allowed values are True or False"),
+    ("binary_compute", "fast", r"config.binary_compute='fast'; allowed values are \['float'"),
+    ("lrr", 0.1, r"config.lrr is not a config field. Did you mean config.lr\?"),
+])
+def test_bad_values_are_refused_before_anything_is_written(tmp_path, field, value, match):
+  # A plain ConfigDict (as json or a config file may give): types are not enforced.
+  c = ml_collections.ConfigDict({**tiny().to_dict(), field: value})
+  workdir = tmp_path / "run"
+  with pytest.raises(validation.ConfigError, match=match):
+    trainer.train_and_evaluate(c, str(workdir))
+  assert not workdir.exists()
+
+
+def test_no_training_step_and_divisibility_are_config_errors(tmp_path):
+  c = tiny(num_train_steps=None, num_epochs=0.01)
+  with pytest.raises(validation.ConfigError, match="num_epochs=0.01 gives no training step"):
+    trainer.train_and_evaluate(c, str(tmp_path / "run"))
+  assert not (tmp_path / "run").exists()
+
+
+def test_workdir_naming_a_file_is_refused(tmp_path):
+  path = tmp_path / "afile"
+  path.write_text("mine")
+  with pytest.raises(validation.ConfigError, match="is a file, not a directory"):
+    trainer.train_and_evaluate(tiny(), str(path))
+  assert path.read_text() == "mine"
+
+
+def test_a_run_failing_before_its_first_checkpoint_leaves_no_config_json(tmp_path,
+                                                                         monkeypatch):
+  def broken(*a, **k):
+    raise RuntimeError("out of memory (simulated)")
+  monkeypatch.setattr(trainer, "make_train_step", broken)
+  with pytest.raises(RuntimeError, match="simulated"):
+    trainer.train_and_evaluate(tiny(lr=0.5), str(tmp_path))
+  assert not (tmp_path / "config.json").exists()
+  monkeypatch.undo()
+  # The corrected config is not refused as "a different config".
+  results = trainer.train_and_evaluate(tiny(num_train_steps=1), str(tmp_path))
+  assert results["step"] == 1
+
+
+# ------------------------------------------------------------------- workdir lock
+HOLD_LOCK = textwrap.dedent("""
+    import importlib.util, sys, time
+    spec = importlib.util.spec_from_file_location("wl", sys.argv[1])
+    wl = importlib.util.module_from_spec(spec); spec.loader.exec_module(wl)
+    wl.WorkdirLock(sys.argv[2]).acquire()
+    print("held", flush=True)
+    time.sleep(120)
+""")
+
+
+def _hold_lock_in_subprocess(workdir):
+  proc = subprocess.Popen(
+      [sys.executable, "-c", HOLD_LOCK, workdir_lock.__file__, str(workdir)],
+      stdout=subprocess.PIPE, text=True)
+  assert proc.stdout.readline().strip() == "held"
+  return proc
+
+
+def test_a_second_run_on_a_locked_workdir_is_refused_at_once(tmp_path):
+  proc = _hold_lock_in_subprocess(tmp_path)
+  try:
+    t = time.perf_counter()
+    with pytest.raises(workdir_lock.WorkdirBusy, match=rf"in use by another run \(pid {proc.pid} "):
+      trainer.train_and_evaluate(tiny(), str(tmp_path))
+    assert time.perf_counter() - t < 30
+    assert not (tmp_path / "config.json").exists()
+  finally:
+    proc.kill()
+    proc.wait()
+  # Killed: the kernel released the lock; the stale holder is named and replaced.
+  lock = workdir_lock.WorkdirLock(str(tmp_path)).acquire()
+  assert lock.previous is not None and f"pid {proc.pid}" in lock.previous
+  with workdir_lock.WorkdirLock(str(tmp_path)):  # re-entrant in one process
+    pass
+  lock.release()
+  assert (tmp_path / workdir_lock.LOCK_NAME).read_text() == ""  # released cleanly
+  with workdir_lock.WorkdirLock(str(tmp_path)) as again:
+    assert again.previous is None
+
+
+# --------------------------------------------------------------------- checkpoints
+def test_checkpoints_hold_named_items_and_the_final_state_with_keep_1(tmp_path):
+  trainer.train_and_evaluate(tiny(keep_checkpoints=1), str(tmp_path))
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["3"]
+  assert set(ckpt_lib.ITEMS) <= set(os.listdir(tmp_path / "checkpoints" / "3"))
+  arrays = checkpoint_arrays(tmp_path)
+  assert "params['ops']['0']['conv']['kernel']" in arrays
+  assert int(arrays["step['value']"]) == 3
+  assert any(k.startswith("opt_state") and "['mu']" in k for k in arrays)
+
+
+def test_an_unreadable_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, capsys):
+  c = tiny()
+  trainer.train_and_evaluate(c, str(tmp_path))
+  expected = checkpoint_arrays(tmp_path)
+  os.remove(tmp_path / "results.json")
+  files = glob.glob(str(tmp_path / "checkpoints" / "3" / "params" / "**" / "d" / "*"),
+                    recursive=True)
+  biggest = max(files, key=os.path.getsize)
+  os.truncate(biggest, 100)
+  capsys.readouterr()
+  trainer.train_and_evaluate(c, str(tmp_path))
+  out = capsys.readouterr()
+  lines = [l for l in out.out.splitlines() if "could not be read" in l]
+  assert len(lines) == 1 and "step 3" in lines[0] and "trying step 2." in lines[0]
+  assert "Traceback" not in out.err and "Event loop is closed" not in out.err
+  assert "Resuming from the checkpoint of step 2" in out.out
+  assert os.path.exists(tmp_path / "checkpoints_unreadable" / "3")  # kept, not deleted
+  assert_same_arrays(checkpoint_arrays(tmp_path), expected)  # step 3 recomputed
+
+
+def test_checkpoints_of_the_previous_format_still_restore(tmp_path):
+  c = tiny()
+  setup = trainer.set_up(c)
+  # The earlier release's format: one "default" item of numbered host arrays.
+  manager = ocp.CheckpointManager(str(tmp_path / "checkpoints"),
+                                  options=ocp.CheckpointManagerOptions(create=True))
+  state = setup.state.replace(step=setup.state.step + 1)
+  manager.save(1, args=ocp.args.StandardSave(ckpt_lib._legacy_flat(state)))
+  manager.wait_until_finished()
+  manager.close()
+  ck = ckpt_lib.Checkpointer(str(tmp_path))
+  restored = ck.restore(setup.state)
+  ck.close()
+  assert int(restored.step) == 1
+  for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(restored.params)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  # and training resumes from it, writing the new format from then on
+  with open(tmp_path / "config.json", "w") as f:
+    f.write(c.to_json_best_effort())
+  assert trainer.train_and_evaluate(c, str(tmp_path))["step"] == 3
+  assert "params" in os.listdir(tmp_path / "checkpoints" / "3")
+
+
+def test_rerunning_a_finished_run_adds_no_records(tmp_path):
+  c = tiny()
+  first = trainer.train_and_evaluate(c, str(tmp_path))
+  before = (tmp_path / "metrics.jsonl").read_text()
+  again = trainer.train_and_evaluate(c, str(tmp_path))
+  assert (tmp_path / "metrics.jsonl").read_text() == before
+  assert again == first
+
+
+# ------------------------------------------------------------ signals and kills
+def _start(config_file, workdir, steps, slow=0.0):
+  return subprocess.Popen(
+      [sys.executable, "-m", "experiments.run",
+       f"--config={config_file}:steps={steps}" + (f",slow={slow}" if slow else ""),
+       f"--workdir={workdir}"], cwd=REPO, env=ENV, stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE, text=True)
+
+
+def _logged_steps(workdir):
+  try:
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+      return [json.loads(l)["step"] for l in f if l.endswith("\n") and "loss/total" in l]
+  except (OSError, ValueError):
+    return []
+
+
+def test_sigkill_sigterm_sigint_at_a_random_step_resume_bit_identically(tmp_path):
+  """Kills the CLI at a random step with each signal, resumes, and compares every
+  array of the final checkpoint with an uninterrupted run's."""
+  config_file = tmp_path / "tiny_config.py"
+  config_file.write_text(TINY_CONFIG_FILE)
+  steps = 60
+  rng = random.Random()
+  kills = {sig: rng.randrange(5, 40) for sig in (signal.SIGKILL, signal.SIGTERM,
+                                                 signal.SIGINT)}
+  straight = _start(config_file, tmp_path / "straight", steps)  # compiles first
+  _, err = straight.communicate(timeout=400)
+  assert straight.returncode == 0, err[-2000:]
+  expected = checkpoint_arrays(tmp_path / "straight")
+  procs = {sig: _start(config_file, tmp_path / sig.name, steps, slow=0.05)
+           for sig in kills}
+  outputs = {}
+  for sig, proc in procs.items():
+    deadline = time.time() + 300
+    while proc.poll() is None and max(_logged_steps(tmp_path / sig.name), default=0) < kills[sig]:
+      assert time.time() < deadline
+      time.sleep(0.02)
+    assert proc.poll() is None, f"{sig.name}: the run ended before step {kills[sig]}"
+    proc.send_signal(sig)
+  for sig, proc in procs.items():
+    outputs[sig] = proc.communicate(timeout=300)
+
+  for sig in (signal.SIGTERM, signal.SIGINT):
+    out, err = outputs[sig]
+    assert procs[sig].returncode == 128 + sig, err[-2000:]
+    assert "Traceback" not in err, err[-2000:]
+    kept = [l for l in err.splitlines() if l.startswith(f"Stopped by {sig.name} at step")]
+    assert len(kept) == 1, err[-2000:]
+    step = int(kept[0].split(" at step ")[1].split()[0])
+    assert step >= kills[sig] and f"the checkpoint of step {step} is kept" in kept[0]
+    assert ckpt_lib.Checkpointer(str(tmp_path / sig.name)).latest_step() == step
+  assert procs[signal.SIGKILL].returncode == -signal.SIGKILL
+
+  resumed = {sig: _start(config_file, tmp_path / sig.name, steps) for sig in kills}
+  for sig, proc in resumed.items():
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-2000:]
+    assert "Resuming from the checkpoint of step" in out
+    assert_same_arrays(checkpoint_arrays(tmp_path / sig.name), expected)
+    assert _logged_steps(tmp_path / sig.name) == list(range(1, steps + 1)), sig.name
