@@ -85,6 +85,14 @@ def train_config(config):
 
 def check_ptq_config(p) -> None:
   """Fails early, naming the ``config.ptq`` field, for values the sweep cannot use."""
+  from bnnjax.train.validation import ConfigError
+  try:
+    _check_ptq_config(p)
+  except ValueError as e:
+    raise ConfigError(str(e)) from e
+
+
+def _check_ptq_config(p) -> None:
   from bnnjax import ptq
 
   def bad(field, value, allowed):
@@ -108,8 +116,15 @@ def check_ptq_config(p) -> None:
     bad("figure_bits", p.figure_bits, f"one of config.ptq.bits {tuple(p.bits)}")
   if p.histogram_scheme not in p.schemes:
     bad("histogram_scheme", p.histogram_scheme, f"one of config.ptq.schemes {tuple(p.schemes)}")
-  if p.eval_batch_size < 1:
+  if isinstance(p.eval_batch_size, bool) or not isinstance(p.eval_batch_size, int) or (
+      p.eval_batch_size < 1):
     bad("eval_batch_size", p.eval_batch_size, "integers >= 1")
+  n = p.get("num_test_examples", None)
+  if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+    bad("num_test_examples", n, "integers >= 1, or None for the whole test split")
+  if isinstance(p.grouping_merges, bool) or not isinstance(p.grouping_merges, int) or (
+      p.grouping_merges < 0):
+    bad("grouping_merges", p.grouping_merges, "integers >= 0")
 
 
 def check_output_dir(out_dir: str, overwrite: bool) -> None:
@@ -131,9 +146,36 @@ def check_figure_layer(model, layer: str, groups) -> None:
   names = {ptq.path_name(k): g for k, g in ptq.parameter_groups(model).items()
            if g in groups}
   if layer not in names:
+    from bnnjax.train.validation import ConfigError
     kernels = sorted(n for n, g in names.items() if g in ("conv", "dense"))
-    raise ValueError(f"config.ptq.figure_layer={layer!r} is not a tensor of this model "
+    raise ConfigError(f"config.ptq.figure_layer={layer!r} is not a tensor of this model "
                      f"in config.ptq.groups={tuple(groups)}; its kernels are {kernels}.")
+
+
+def finished_run(workdir: str) -> bool:
+  return all(os.path.exists(os.path.join(workdir, f)) for f in ("results.json",
+                                                                 "config.json"))
+
+
+def check_before_training(config, workdir: str) -> None:
+  """A wrong method or a typo in the figure layer should not wait for the end of
+  training (``train.set_up`` checks every other field); nothing is written."""
+  from flax import nnx
+  from bnnjax import train
+  from bnnjax.train.validation import ConfigError
+  if finished_run(workdir):
+    return
+  tcfg = train_config(config)
+  if tcfg.method != "fp":
+    raise ConfigError(
+        f"config.method={tcfg.method!r}; allowed values are ['fp']: post-training "
+        "quantization starts from a full-precision model (nothing was trained).")
+  try:
+    setup = train.set_up(tcfg)
+  except (ValueError, TypeError) as e:
+    raise ConfigError(str(e)) from e
+  check_figure_layer(nnx.merge(setup.graphdef, setup.state.params, setup.state.rest),
+                     config.ptq.figure_layer, config.ptq.groups)
 
 
 def obtain_model(config, workdir: str):
@@ -146,7 +188,7 @@ def obtain_model(config, workdir: str):
   tcfg = train_config(config)
   results_path = os.path.join(workdir, "results.json")
   config_path = os.path.join(workdir, "config.json")
-  if os.path.exists(results_path) and os.path.exists(config_path):
+  if finished_run(workdir):
     with open(config_path) as f:
       saved = json.load(f)
     current = json.loads(tcfg.to_json_best_effort())
@@ -157,11 +199,7 @@ def obtain_model(config, workdir: str):
       print(f"Note: that run's config differs from this one in {diff}; the sweep "
             "quantizes the trained model as it is (see its config.json).", flush=True)
   else:
-    # a typo in the figure layer should not wait for the end of training
-    from flax import nnx
-    setup = train.set_up(tcfg)
-    check_figure_layer(nnx.merge(setup.graphdef, setup.state.params, setup.state.rest),
-                       config.ptq.figure_layer, config.ptq.groups)
+    check_before_training(config, workdir)
     train.train_and_evaluate(tcfg, workdir)
   model, cfg, info = train.load_trained(workdir)
   if cfg.method != "fp":
@@ -436,12 +474,21 @@ def run(config, workdir: str, *, ptq_dir: str = "ptq", overwrite: bool = False,
         command: str | None = None) -> dict:
   """The whole experiment (module docstring); returns the report written to
   ``ptq.json``."""
+  from bnnjax.train import trainer
+  from bnnjax.train.workdir_lock import WorkdirLock
   t_start = time.perf_counter()
   p = config.ptq
   check_ptq_config(p)
+  trainer._check_workdir(workdir)
   out_dir = os.path.join(workdir, ptq_dir)
   check_output_dir(out_dir, overwrite)
+  check_before_training(config, workdir)  # before anything is written
+  with WorkdirLock(workdir):  # held through training (re-entrant) and the sweep
+    check_output_dir(out_dir, overwrite)
+    return _run_locked(config, workdir, p, out_dir, command, t_start)
 
+
+def _run_locked(config, workdir, p, out_dir, command, t_start) -> dict:
   model, cfg, info, train_results = obtain_model(config, workdir)
   t_trained = time.perf_counter()
   batches = load_test_batches(cfg, info, p)
@@ -486,13 +533,11 @@ def main(argv):
   workdir = _WORKDIR.value or default_workdir(flags.FLAGS["config"].serialize()
                                               .partition("=")[2])
   command = "python -m experiments.ptq " + " ".join(sys.argv[1:])
-  try:
-    run(_CONFIG.value, workdir, ptq_dir=_PTQ_DIR.value, overwrite=_OVERWRITE.value,
-        command=command.strip())
-  except (FileExistsError, ValueError) as e:
-    raise app.UsageError(str(e)) from e
+  run(_CONFIG.value, workdir, ptq_dir=_PTQ_DIR.value, overwrite=_OVERWRITE.value,
+      command=command.strip())
 
 
 if __name__ == "__main__":
+  from bnnjax.train import cli
   flags.mark_flags_as_required(["config"])
-  app.run(main)
+  cli.run(main, clean=(FileExistsError,))

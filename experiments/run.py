@@ -2,7 +2,9 @@
 
 Flags: ``--config=configs/x.py[:arg]`` (``get_config(arg)``), single-field overrides
 ``--config.field=value``, and ``--workdir`` (default ``runs/<config name>[_<arg>]``).
-Running the same command again resumes from the workdir's last checkpoint.
+Running the same command again resumes from the workdir's last checkpoint. Config
+errors print one line (``--debug`` or ``BNNJAX_DEBUG=1`` for the traceback); a second
+run on a workdir in use is refused; SIGTERM / Ctrl-C save a checkpoint and stop.
 
 Several processes (hosts of a TPU pod or GPU cluster): run the same command on every
 host with ``--distributed``; JAX finds the cluster itself on Cloud TPU, SLURM, Open MPI
@@ -55,5 +57,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  from bnnjax.train import cli
   flags.mark_flags_as_required(["config"])
-  app.run(main)
+  cli.run(main)

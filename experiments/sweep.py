@@ -85,23 +85,29 @@ def load_sweep(config_path: str, arg: str | None) -> list[Point]:
     ValueError: the file has no ``sweep`` function, adds no point, or two points share
       a name.
   """
+  from bnnjax.train.validation import ConfigError
+  if not os.path.isfile(config_path):
+    raise ConfigError(f"--config={config_path}: no such file.")
   spec = importlib.util.spec_from_file_location("_sweep_config", config_path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   fn = getattr(module, "sweep", None)
   if fn is None:
-    raise ValueError(f"--config={config_path} defines no sweep(add, arg=None) function.")
+    raise ConfigError(f"--config={config_path} defines no sweep(add, arg=None) function.")
   points: list[Point] = []
 
   def add(name: str | None = None, **overrides):
     points.append(Point(name or point_name(overrides), dict(overrides)))
-  fn(add, arg)
+  try:
+    fn(add, arg)
+  except ValueError as e:
+    raise ConfigError(f"--config={config_path}:{arg or ''}: {e}") from e
   if not points:
-    raise ValueError(f"sweep() of {config_path} (arg={arg!r}) added no point.")
+    raise ConfigError(f"sweep() of {config_path} (arg={arg!r}) added no point.")
   names = [p.name for p in points]
   duplicates = sorted({n for n in names if names.count(n) > 1})
   if duplicates:
-    raise ValueError(f"sweep() of {config_path} adds points with the same name: "
+    raise ConfigError(f"sweep() of {config_path} adds points with the same name: "
                      f"{duplicates}; give them distinct add(name=...).")
   return points
 
@@ -112,6 +118,7 @@ def apply_overrides(config, point: Point):
   The copy keeps the config's FieldReferences, so e.g. ``bonn_lambda`` still sets the
   kernel loss weight ``λ/2``.
   """
+  from bnnjax.train import validation
   c = copy.deepcopy(config)
   c.unlock()
   for key, value in point.overrides.items():
@@ -120,8 +127,16 @@ def apply_overrides(config, point: Point):
     for part in parents:
       node = node.get(part) if isinstance(node, ml_collections.ConfigDict) else None
     if not isinstance(node, ml_collections.ConfigDict) or leaf not in node:
-      raise ValueError(f"Sweep point {point.name!r}: the config has no field {key!r}.")
-    node[leaf] = value
+      names = list(node.keys()) if isinstance(node, ml_collections.ConfigDict) else []
+      close = validation.close_names(leaf, names or validation.known_fields())
+      raise validation.ConfigError(
+          f"Sweep point {point.name!r}: the config has no field {key!r}"
+          + (f"; did you mean {', '.join(close)}?" if close else "."))
+    try:
+      node[leaf] = value
+    except TypeError as e:
+      raise validation.ConfigError(
+          f"Sweep point {point.name!r}: config.{key}={value!r}: {e}") from e
   return c
 
 
@@ -133,6 +148,22 @@ def run_command(config_arg: str, workdir: str, point: Point,
           *common]
   args += [f"--config.{k}={_format(v)}" for k, v in point.overrides.items()]
   return shlex.join(args)
+
+
+def check_points(config, points: list[Point], workdir: str) -> list[tuple[Point, Any]]:
+  """Each point's config; every unfinished point's is checked (validation and set-up,
+  nothing written). Raises ``ConfigError`` naming the point."""
+  from bnnjax import train
+  from bnnjax.train.validation import ConfigError
+  configs = [(p, apply_overrides(config, p)) for p in points]
+  for point, c in configs:
+    if os.path.exists(os.path.join(workdir, point.name, "results.json")):
+      continue  # finished: its config built and trained
+    try:
+      train.set_up(c)
+    except (ValueError, TypeError) as e:
+      raise ConfigError(f"Sweep point {point.name!r}: {e}") from e
+  return configs
 
 
 def run_sweep(config, points: list[Point], workdir: str,
@@ -147,15 +178,8 @@ def run_sweep(config, points: list[Point], workdir: str,
   """
   from bnnjax import train
   train_fn = train.train_and_evaluate if train_fn is None else train_fn
-  configs = [(p, apply_overrides(config, p)) for p in points]
+  configs = check_points(config, points, workdir)
   results_path = lambda point: os.path.join(workdir, point.name, "results.json")
-  for point, c in configs:
-    if os.path.exists(results_path(point)):
-      continue  # finished: its config built and trained
-    try:
-      train.set_up(c)
-    except ValueError as e:
-      raise ValueError(f"Sweep point {point.name!r}: {e}") from e
   rows = []
   for i, (point, c) in enumerate(configs):
     subdir = os.path.join(workdir, point.name)
@@ -230,12 +254,18 @@ def main(argv):
     for point in points:
       print(run_command(config_arg, workdir, point, common))
     return
-  rows = run_sweep(_CONFIG.value, points, workdir)
-  _, md_path = write_table(rows, workdir, config_arg)
+  from bnnjax.train import trainer
+  from bnnjax.train.workdir_lock import WorkdirLock
+  trainer._check_workdir(workdir)
+  check_points(_CONFIG.value, points, workdir)  # before anything is written
+  with WorkdirLock(workdir):  # one sweep per directory; each point locks its own
+    rows = run_sweep(_CONFIG.value, points, workdir)
+    _, md_path = write_table(rows, workdir, config_arg)
   print(open(md_path).read())
 
 
 if __name__ == "__main__":
+  from bnnjax.train import cli
   _define_flags()
   flags.mark_flags_as_required(["config", "workdir"])
-  app.run(main)
+  cli.run(main)
