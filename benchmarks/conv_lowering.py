@@ -102,7 +102,7 @@ def run_benchmark(cfg: Config, command: str = "") -> dict:
         times[key].append(time.perf_counter() - t0)
     med = {f"{low}/{d}": statistics.median(v) * 1e3 for (low, d), v in times.items()}
     pads = ((p, p), (p, p))
-    chosen = float_conv.choose_lowering((h, h), (k, k), (s, s), pads, c_in, "cpu")
+    chosen = float_conv.choose_lowering(x.shape, w.shape, (s, s), pads, "cpu")
     best = min(float_conv.LOWERINGS, key=lambda low: med[f"{low}/fwd_bwd"])
     rows.append({"shape": list(shape), "ms": med, "best_fwd_bwd": best,
                  "chosen": chosen,

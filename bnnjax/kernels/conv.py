@@ -61,13 +61,19 @@ def tap_sums(w_packed: jax.Array, in_features: int) -> jax.Array:
 
 
 def pad_correction(w_packed: jax.Array, in_features: int, in_hw, strides,
-                   pads) -> jax.Array:
-  """``Σ_{padded taps} s`` per output position, ``(H_out, W_out, c_out)`` int32."""
+                   pads, sums: jax.Array | None = None) -> jax.Array:
+  """``Σ_{padded taps} s`` per output position, ``(H_out, W_out, c_out)`` int32.
+
+  ``sums``: :func:`tap_sums` of the kernel when computed ahead (a packed layer keeps
+  them), else computed from ``w_packed``.
+  """
   (lo_h, hi_h), (lo_w, hi_w) = pads
   h, w = in_hw
   border = np.ones((1, h + lo_h + hi_h, w + lo_w + hi_w, 1), np.float32)
   border[:, lo_h:lo_h + h, lo_w:lo_w + w, :] = 0
-  s = tap_sums(w_packed, in_features).astype(jnp.float32)[:, :, None, :]
+  if sums is None:
+    sums = tap_sums(w_packed, in_features)
+  s = sums.astype(jnp.float32)[:, :, None, :]
   # Small integers (|Σ| <= kh·kw·c_in): exact in float32.
   corr = lax.conv_general_dilated(jnp.asarray(border), s, window_strides=strides,
                                   padding="VALID",
@@ -107,7 +113,8 @@ def im2col_packed(x_packed: jax.Array, kernel_size, strides, pads,
 def binary_conv_packed(x_packed: jax.Array, w_packed: jax.Array, *, in_features: int,
                        strides=1, padding="SAME", pad_value: float = 0.0,
                        implementation: api.Implementation = None,
-                       interpret: bool = False) -> jax.Array:
+                       interpret: bool = False,
+                       sums: jax.Array | None = None) -> jax.Array:
   """``sign(x) ⊛ sign(W)`` from packed operands, exactly, as int32 ``(N, Ho, Wo, c_out)``.
 
   Args:
@@ -119,6 +126,7 @@ def binary_conv_packed(x_packed: jax.Array, w_packed: jax.Array, *, in_features:
     pad_value: value of the border, 0 or 1 (SPEC §7; see the module docstring).
     implementation: the matmul's implementation (:func:`bnnjax.kernels.xnor_matmul`).
     interpret: Pallas interpret mode.
+    sums: the kernel's :func:`tap_sums`, if kept (zero padding's correction).
   """
   x_packed, w_packed = jnp.asarray(x_packed), jnp.asarray(w_packed)
   if x_packed.ndim != 4 or w_packed.ndim != 4:
@@ -141,7 +149,7 @@ def binary_conv_packed(x_packed: jax.Array, w_packed: jax.Array, *, in_features:
                       implementation=implementation, interpret=interpret)
   y = y.reshape(n, ho, wo, c_out)
   if pad_value == 0.0 and any(p for pair in pads for p in pair):
-    y = y - pad_correction(w_packed, in_features, (h, w), strides, pads)
+    y = y - pad_correction(w_packed, in_features, (h, w), strides, pads, sums)
   return y
 
 

@@ -61,23 +61,40 @@ def _valid_range(i, size, out, stride, lo):
   return first, max(0, last - first + 1)
 
 
-def choose_lowering(in_hw, kernel_size, strides, pads, in_features: int,
-                    platform: str | None = None) -> str:
+# Below this many multiply-adds (N·Ho·Wo·kh·kw·c_in·c_out) a conv is XLA's: it is fast
+# enough there, and one op compiles faster than a matmul per tap (tests, tiny models).
+SMALL_CONV_MACS = 1 << 20
+
+
+def choose_lowering(x_shape, w_shape, strides, pads, platform: str | None = None) -> str:
   """The lowering :func:`conv2d` uses for this geometry on ``platform``.
 
-  Off CPU: always ``xla`` (cuDNN and the MXU are fast at every shape). On CPU:
-  ``im2col`` for ``c_in < 16`` (few channels per tap, e.g. the stem on a grey image),
-  ``taps`` otherwise. Measured forward + both gradients at batch 64 on a 2-core CPU
+  Off CPU: always ``xla`` (cuDNN and the MXU are fast at every shape). On CPU: ``xla``
+  for convs of fewer than :data:`SMALL_CONV_MACS` multiply-adds, ``im2col`` for
+  ``c_in < 16`` (few channels per tap, e.g. the stem on a grey image), ``taps``
+  otherwise. Measured forward + both gradients at batch 64 on a 2-core CPU
   (``python -m benchmarks.conv_lowering``, ``benchmarks/results/conv_lowering_cpu.md``):
   ``taps`` is 12-17× faster than XLA's conv on 2×2 and 1×1 maps, 1.5-2× on 7×7, 6× on
   28×28 (XLA's input gradient collapses there) and 2× on 56×56; XLA is ahead only on
   14×14 (1.2×), not worth a third rule.
+
+  Args:
+    x_shape: ``(N, H, W, c_in)``.
+    w_shape: ``(kh, kw, c_in, c_out)``.
+    strides: ``(sh, sw)``.
+    pads: ``((lo, hi), (lo, hi))``.
+    platform: ``"cpu"``, ``"gpu"``, ``"tpu"``; default: JAX's default backend.
   """
-  del in_hw, strides, pads  # the measured rule needs only the channels
   platform = platform or jax.default_backend()
   if platform != "cpu":
     return "xla"
-  if in_features < 16 and kernel_size[0] * kernel_size[1] > 1:
+  n, h, w, c_in = x_shape
+  kh, kw, _, c_out = w_shape
+  ho = _out_size(h, kh, strides[0], *pads[0])
+  wo = _out_size(w, kw, strides[1], *pads[1])
+  if n * ho * wo * kh * kw * c_in * c_out < SMALL_CONV_MACS:
+    return "xla"
+  if c_in < 16 and kh * kw > 1:
     return "im2col"
   return "taps"
 
@@ -175,7 +192,7 @@ def conv2d(x: jax.Array, w: jax.Array, *, strides=1, padding="SAME",
     raise ValueError(f"conv2d: a {w.shape[0]}×{w.shape[1]} kernel does not fit the input "
                      f"{x.shape[1]}×{x.shape[2]} with padding {pads}.")
   if lowering is None:
-    lowering = choose_lowering(x.shape[1:3], w.shape[:2], strides, pads, x.shape[-1])
+    lowering = choose_lowering(x.shape, w.shape, strides, pads)
   if lowering not in _IMPLS:
     raise ValueError(f"conv2d: lowering={lowering!r}; allowed values are "
                      f"{list(LOWERINGS)} or None (chosen per shape).")

@@ -21,7 +21,9 @@ layers follow the binary-input rule of :mod:`bnnjax.models.common`.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
+import json
 from typing import Callable
 
 from flax import nnx
@@ -87,12 +89,35 @@ def get_model(name: str, *, num_classes: int, input_shape: tuple[int, int, int],
     raise TypeError(
         f"model_name={name!r} takes no keyword argument(s) {unknown}; its model "
         f"arguments are {list(allowed)}.")
-  return MODELS[name](num_classes=num_classes, input_shape=tuple(input_shape), spec=spec,
-                      quantize_first=quantize_first, quantize_last=quantize_last,
-                      rngs=rngs, **kwargs)
+  model = MODELS[name](num_classes=num_classes, input_shape=tuple(input_shape), spec=spec,
+                       quantize_first=quantize_first, quantize_last=quantize_last,
+                       rngs=rngs, **kwargs)
+  model.build_args_json = json.dumps({
+      "name": name, "num_classes": num_classes, "input_shape": list(input_shape),
+      "spec": dataclasses.asdict(spec), "quantize_first": bool(quantize_first),
+      "quantize_last": bool(quantize_last), "kwargs": kwargs})
+  return model
+
+
+def build_args(model: nnx.Module) -> dict | None:
+  """The arguments :func:`get_model` built ``model`` with (JSON-able), or ``None``."""
+  text = getattr(model, "build_args_json", None)
+  return None if text is None else json.loads(text)
+
+
+def build_model(args: dict, *, rngs: nnx.Rngs | None = None) -> nnx.Module:
+  """Rebuilds a model from :func:`build_args` (fresh parameters from ``rngs``)."""
+  spec = dict(args["spec"])
+  for key in ("input_quantizer_kwargs", "kernel_quantizer_kwargs"):
+    spec[key] = tuple(tuple(kv) for kv in spec.get(key, ()))
+  return get_model(args["name"], num_classes=args["num_classes"],
+                   input_shape=tuple(args["input_shape"]), spec=QuantSpec(**spec),
+                   quantize_first=args["quantize_first"],
+                   quantize_last=args["quantize_last"],
+                   rngs=rngs or nnx.Rngs(params=0, dropout=1), **args["kwargs"])
 
 
 __all__ = [
-    "MODELS", "get_model", "model_kwargs", "ResNet18", "WRN22", "NIN", "VGG7", "AlexNet",
+    "MODELS", "get_model", "build_args", "build_model", "model_kwargs", "ResNet18", "WRN22", "NIN", "VGG7", "AlexNet",
     "LayerStringNet", "PreAct", "input_activation", "parse_layers",
 ]

@@ -1,55 +1,68 @@
-"""Packed inference: a trained ResNet-18 as 1-bit weights run by the XNOR kernels.
+"""Packed inference for every model of the zoo: binary layers swapped for packed ones.
 
-:func:`pack_model` turns a trained :class:`~bnnjax.models.ResNet18` (eval mode) into a
-:class:`PackedModel`: a flat dict of numpy arrays plus a JSON description of the
-network, which :func:`save` writes to one ``.npz`` file and :func:`load` reads back.
-Calling a :class:`PackedModel` runs it with :mod:`bnnjax.kernels`.
+:func:`pack_model` copies a trained model and replaces, in its NNX graph, every
+:class:`~bnnjax.nn.QuantConv` / :class:`~bnnjax.nn.QuantDense` whose kernel is binary
+by a :class:`PackedConv` / :class:`PackedDense` holding the kernel's signs as ``uint32``
+words (bit 1 ↔ +1, packed along ``c_in``) and its folded weight scale
+(``layer.folded_scale()``: XNOR's α, cross-filter's shared α, XNOR-Net++'s Γ, BONN's
+``1/mean(w)``). Everything else (batch norms, pools, full-precision layers, the model's
+own ``__call__`` and topology) is left as it is, so the packed model is the same
+function as the eval-mode model, whatever the architecture:
 
-What each layer becomes (``QuantConv``/``QuantDense`` by their spec, SPEC §2-5, §7):
+* **binary input and kernel** (XNOR, XNOR-CF, XNOR-Net++, BONN): ``sign(x)`` is packed
+  per pixel and multiplied by XNOR-popcount (:func:`bnnjax.kernels.binary_conv_packed`,
+  with the spec's +1 or 0 border); the integer result is exactly the ±1 float product
+  of the training layer, and ``K``, the scale and the bias follow in the layer's order,
+  so the logits equal the eval-mode model's bit for bit on CPU when both run eagerly.
+  Under ``jax.jit`` the training model computes its scale (``mean|W|``, Γ) from the
+  latent weights inside a fused program, which may round its last bit differently
+  from the scale folded once here: logits then agree to about 1e-7 relative;
+* **binary kernel, float input** (BWN, BW-CF): 1-bit storage, unpacked to ±1 for the
+  float conv (:func:`bnnjax.kernels.float_conv.conv2d`, as in training);
+* **full precision** (stems, shortcuts, classifiers by default, ``fp`` models): kept.
 
-* **binary input and kernel** (XNOR, XNOR-CF, XNOR-Net++, BONN): the kernel's signs as
-  ``uint32`` words; the folded weight scale (``layer.folded_scale()``) and the bias as
-  float32. The batch norm before the sign is folded into a per-channel threshold:
-  ``sign(BN(x)) = +1 ⟺ σ_c·x >= τ_c`` with ``σ_c = sign(γ_c)`` (BN is monotone in
-  ``x`` per channel). ``τ_c`` is found by bisection over the float32 numbers, on the
-  batch norm's own float arithmetic, so the bits equal those of the training model's
-  ``sign(BN(x))`` (not merely up to rounding). XNOR's activation scale ``K`` needs
-  ``|BN(x)|``, so with ``K`` that batch norm is also kept, as one affine map.
-  The ±1 product runs as :func:`bnnjax.kernels.binary_conv_packed` (pad value +1 or 0
-  with its correction, as in the layer's spec) or the packed dense product.
-* **binary kernel, float input** (BWN, BW-CF): the kernel's signs as words, unpacked
-  to ±1 at run time for a float conv (1-bit storage; the product is not XNOR).
-* **full precision** (stem, shortcuts, classifier by default): float32; a batch norm
-  right after the conv (stem, downsampling shortcut) is folded into its kernel and bias
-  (``W·γ/σ``, ``β − μγ/σ``), exact up to float rounding.
-
-On disk the sign bits of a ``(kh, kw, c_in, c_out)`` kernel are one stream of
-``kh·kw·c_in·c_out`` bits in ``uint32`` words (32× smaller than float32 up to the
-last word); :func:`load` re-packs them along ``c_in`` for the kernels.
+:func:`save` writes one ``.npz``: the sign bits of each binary kernel as one bit stream
+(``kh·kw·c_in·c_out`` bits, 32× smaller than float32 up to the last word), every other
+array as stored, and a JSON header with the model's build arguments (recorded by
+:func:`bnnjax.models.get_model`), from which :func:`load` rebuilds the same graph.
+Training-only state (BONN's ``μ``, ``σ`` and class centres, optimizer state) is not
+stored.
 """
 
 from __future__ import annotations
 
-import functools
+import copy
 import json
 import os
-from typing import Any
+import zipfile
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from jax import lax
 
 from bnnjax import kernels
-from bnnjax.models import common
-from bnnjax.models.resnet import ResNet18
-from bnnjax.nn.layers import QuantConv
-from bnnjax.nn.layers import QuantDense
-from bnnjax.quant import scales
+from bnnjax import models
+from bnnjax import nn
+from bnnjax.kernels import float_conv
+from bnnjax.nn import layers as layers_lib
 
-FORMAT = "bnnjax.packed/1"
+FORMAT = "bnnjax.packed/2"
 META_KEY = "__meta__"
+# Quantizers whose forward value is sign(x) (sign(0) = +1): one bit holds it.
+SIGN_QUANTIZERS = ("ste_sign", "approx_sign", "swish_sign", "identity_sign")
+
+
+class PackedBits(nnx.Variable):
+  """Sign bits of a binary kernel as ``uint32`` words (bit 1 ↔ +1)."""
+
+
+class TapSums(nnx.Variable):
+  """``Σ_c sign(W[t, c, o])`` per kernel tap (derived from the bits; not stored)."""
+
+
+class FoldedScale(nnx.Variable):
+  """A binary layer's weight scale folded into one tensor (inference only)."""
 
 
 # ------------------------------------------------------------------------ bit storage
@@ -68,363 +81,282 @@ def unpack_sign_stream(words: np.ndarray, shape) -> np.ndarray:
   return bits[:n].astype(bool).reshape(shape)
 
 
-# --------------------------------------------------------------------- batch norm folds
-def _bn_arrays(bn: nnx.BatchNorm) -> dict[str, np.ndarray]:
-  return {"mean": np.asarray(bn.mean[...], np.float32),
-          "var": np.asarray(bn.var[...], np.float32),
-          "scale": np.asarray(bn.scale[...], np.float32),
-          "bias": np.asarray(bn.bias[...], np.float32),
-          "epsilon": np.asarray(bn.epsilon, np.float32)}
+# ---------------------------------------------------------------------- packed layers
+class _PackedLayer(nnx.Module):
+  """What :class:`PackedConv` and :class:`PackedDense` share."""
+
+  def _setup(self, layer, axis: int):
+    spec = layer.spec
+    if spec.binary_input and spec.input_quantizer not in SIGN_QUANTIZERS:
+      raise ValueError(f"input_quantizer={spec.input_quantizer!r} is not a sign; packed "
+                       f"layers take one of {list(SIGN_QUANTIZERS)}.")
+    self.spec = spec
+    self.in_features, self.out_features = layer.in_features, layer.out_features
+    self.kernel_shape = tuple(layer.kernel[...].shape)
+    self.kernel_axis = axis
+    self.kernel_words = PackedBits(kernels.pack_bits(layer.kernel[...], axis=axis))
+    s = layer.folded_scale()
+    self.scale = None if s is None else FoldedScale(jnp.asarray(s))
+    self.bias = None if layer.bias is None else nnx.Param(layer.bias[...])
+
+  def _kernel_pm1(self, dtype):
+    """The ±1 kernel (for float-input layers)."""
+    bits = kernels.unpack_bits(self.kernel_words[...], self.kernel_shape[self.kernel_axis],
+                               axis=self.kernel_axis, dtype=jnp.int32)
+    return bits.astype(dtype)
+
+  def _finish(self, y, k_map, s):
+    # The same operations in the same order as QuantConv/QuantDense._finish.
+    if k_map is not None:
+      y = y * k_map
+    if s is not None:
+      y = y * s.astype(y.dtype)
+    if self.bias is not None:
+      y = y + self.bias[...]
+    return y
+
+  def nbytes(self) -> int:
+    """Bytes stored on disk: the kernel as a bit stream, scale and bias as float32."""
+    n = 4 * -(-int(np.prod(self.kernel_shape)) // 32)
+    for v in (self.scale, self.bias):
+      n += 0 if v is None else int(np.asarray(v[...]).nbytes)
+    return n
 
 
-def _bn_apply(x, p):
-  """nnx.BatchNorm's eval arithmetic: ``(x − μ)·(rsqrt(var + ε)·γ) + β``."""
-  mul = lax.rsqrt(p["var"] + p["epsilon"]) * p["scale"]
-  return (x - p["mean"]) * mul + p["bias"]
+class PackedConv(_PackedLayer):
+  """A binary :class:`~bnnjax.nn.QuantConv` for inference, from 1-bit kernel words."""
+
+  def __init__(self, layer: nn.QuantConv):
+    self._setup(layer, axis=2)
+    self.kernel_size, self.strides = layer.kernel_size, layer.strides
+    self.padding, self.input_size = layer.padding, layer.input_size
+    # Σ_c sign(W[t, c, o]) per tap, for zero padding's correction (not re-derived from
+    # the words on every call). Recomputed from the bits on load, never stored.
+    self.tap_sums = (TapSums(kernels.tap_sums(self.kernel_words[...], self.in_features))
+                     if layer.spec.binary_input and layer.spec.pad_value == 0.0 else None)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    spec = self.spec
+    pads = kernels.reference.conv_pads(self.padding, self.kernel_size, self.strides,
+                                       x.shape[1:3])
+    if spec.binary_input:
+      y = kernels.binary_conv_packed(
+          kernels.pack_bits(x, axis=-1), self.kernel_words[...],
+          in_features=self.in_features, strides=self.strides, padding=pads,
+          pad_value=spec.pad_value, implementation=layers_lib.packed_implementation(),
+          sums=None if self.tap_sums is None else self.tap_sums[...])
+      y = y.astype(x.dtype)
+    else:
+      y = float_conv.conv2d(x, self._kernel_pm1(x.dtype), strides=self.strides,
+                            padding=pads)
+    k_map = (nn.layers.scales.activation_scale(x, self.kernel_size, self.strides, pads)
+             if spec.activation_scale else None)
+    s = None if self.scale is None else self.scale[...]
+    return self._finish(y, k_map, s)
 
 
-@jax.jit
-def _bn_nonnegative(u, sigma, p):
-  return _bn_apply(u * sigma, p) >= 0
+class PackedDense(_PackedLayer):
+  """A binary :class:`~bnnjax.nn.QuantDense` for inference, from 1-bit kernel words."""
+
+  def __init__(self, layer: nn.QuantDense):
+    self._setup(layer, axis=0)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    spec = self.spec
+    if spec.binary_input:
+      lead = x.shape[:-1]
+      a = kernels.pack_bits(x.reshape(-1, x.shape[-1]), axis=1)
+      y = kernels.xnor_matmul(a, self.kernel_words[...], self.in_features,
+                              implementation=layers_lib.packed_implementation())
+      y = y.astype(x.dtype).reshape(*lead, self.out_features)
+    else:
+      y = jnp.dot(x, self._kernel_pm1(x.dtype))
+    k_map = (nn.layers.scales.dense_activation_scale(x) if spec.activation_scale
+             else None)
+    s = None if self.scale is None else self.scale[...]
+    if s is not None and s.ndim == 3:  # Γ cases 2-4 with h_out = w_out = 1
+      s = s.reshape(-1)
+    return self._finish(y, k_map, s)
 
 
-_ORDERED_MAX = np.int64(np.float32(np.finfo(np.float32).max).view(np.int32))
+# ------------------------------------------------------------------------ the swap
+def _binary_layers(model):
+  """``(path, layer)`` of every QuantConv/QuantDense with a binary kernel."""
+  return [(path, node) for path, node in nnx.iter_graph(model)
+          if isinstance(node, (nn.QuantConv, nn.QuantDense)) and node.spec.binary_kernel]
 
 
-def _to_float(o: np.ndarray) -> np.ndarray:
-  """Ordered integer → float32 (inverse of the monotone map used in bisection)."""
-  o = np.asarray(o, np.int64)
-  bits = np.where(o >= 0, o, (-o) | 0x80000000).astype(np.uint32)
-  return bits.view(np.float32)
+def _set(model, path, value):
+  parent = model
+  for key in path[:-1]:
+    parent = parent[key] if isinstance(key, int) else getattr(parent, key)
+  if isinstance(path[-1], int):
+    parent[path[-1]] = value
+  else:
+    setattr(parent, path[-1], value)
 
 
-def sign_threshold(bn: nnx.BatchNorm) -> tuple[np.ndarray, np.ndarray]:
-  """``(σ, τ)`` per channel with ``sign(BN(x)) = +1 ⟺ σ·x >= τ`` for every float32 ``x``.
+def pack_model(model: nnx.Module) -> nnx.Module:
+  """A copy of ``model`` for inference with every binary layer packed.
 
-  ``BN(x)`` is non-decreasing in ``x`` when ``γ·rsqrt(var+ε) >= 0`` (``σ = +1``) and
-  non-increasing otherwise (``σ = −1``, then ``BN(σ·u)`` is non-decreasing in ``u``);
-  float rounding keeps this monotonicity. ``τ`` is the smallest float32 ``u`` with
-  ``BN(σ·u) >= 0``, found by bisection on the ordered float32 bit patterns with BN's
-  own jitted arithmetic; ``τ = −inf`` (``+inf``) when every (no) finite input gives +1.
+  Works for any NNX model built from :class:`~bnnjax.nn.QuantConv` /
+  :class:`~bnnjax.nn.QuantDense` (the whole zoo, every method). The copy is the
+  same function as the eval-mode model; call it as the model (``packed(x)``, ``packed(x, return_features=True)``).
+  ``model`` itself is not changed.
+
+  Raises:
+    TypeError: ``model`` is not an ``nnx.Module`` or has no quantized layer at all.
   """
-  p = {k: jnp.asarray(v) for k, v in _bn_arrays(bn).items()}
-  mul = np.asarray(lax.rsqrt(p["var"] + p["epsilon"]) * p["scale"])
-  sigma = np.where(mul < 0, -1.0, 1.0).astype(np.float32)
-  f = functools.partial(_bn_nonnegative, sigma=jnp.asarray(sigma), p=p)
-  c = sigma.shape[0]
-  lo = np.full(c, -_ORDERED_MAX)
-  hi = np.full(c, _ORDERED_MAX)
-  always = np.asarray(f(_to_float(lo)))
-  never = ~np.asarray(f(_to_float(hi)))
-  for _ in range(34):  # invariant f(lo) < 0 <= f(hi); 2^33 > the ordered range
-    mid = (lo + hi) // 2
-    ok = np.asarray(f(_to_float(mid)))
-    hi = np.where(ok, mid, hi)
-    lo = np.where(ok, lo, mid)
-  tau = _to_float(hi)
-  tau = np.where(always, -np.inf, np.where(never, np.inf, tau)).astype(np.float32)
-  return sigma, tau
+  if not isinstance(model, nnx.Module):
+    raise TypeError(f"pack_model packs an nnx.Module, got {type(model).__name__}.")
+  if not any(isinstance(n, (nn.QuantConv, nn.QuantDense)) for _, n in nnx.iter_graph(model)):
+    raise TypeError(f"pack_model: {type(model).__name__} has no QuantConv/QuantDense "
+                    "layer to pack.")
+  packed = nnx.clone(model)
+  for path, layer in _binary_layers(packed):
+    _set(packed, path, (PackedConv if isinstance(layer, nn.QuantConv) else PackedDense)(layer))
+  packed.packed_format = FORMAT
+  return packed
 
 
-# --------------------------------------------------------------------------- layers
-def _layer_kind(layer) -> str:
-  spec = layer.spec
-  if spec.binary_input and spec.binary_kernel:
-    return "xnor"
-  if spec.binary_kernel:
-    return "binary_weight"
-  if spec.binary_input:
-    return "binary_input"
-  return "float"
+def packed_layers(model) -> list:
+  """``(path, layer)`` of the packed layers of a packed model."""
+  return [(p, n) for p, n in nnx.iter_graph(model) if isinstance(n, _PackedLayer)]
 
 
-def _geometry(layer) -> dict[str, Any]:
-  if isinstance(layer, QuantDense):
-    return {"op": "dense", "in_features": layer.in_features,
-            "out_features": layer.out_features}
-  return {"op": "conv", "in_features": layer.in_features,
-          "out_features": layer.out_features, "kernel_size": list(layer.kernel_size),
-          "strides": list(layer.strides),
-          "padding": layer.padding if isinstance(layer.padding, str)
-          else [list(p) for p in layer.padding],
-          "pad_value": float(layer.spec.pad_value)}
+def nbytes(model) -> int:
+  """Bytes :func:`save` stores for ``model``'s arrays (bit streams for packed kernels)."""
+  total = 0
+  for path, leaf in _flat_state(model):
+    if _derived(path):
+      continue
+    total += int(np.asarray(leaf).nbytes)
+  return total + sum(layer.nbytes() - _scale_bias_bytes(layer)
+                     for _, layer in packed_layers(model))
 
 
-def _export_layer(layer, pre_bn: nnx.BatchNorm | None, pre_act: str,
-                  post_bn: nnx.BatchNorm | None = None):
-  """One layer's ``(meta, arrays)``.
+def _scale_bias_bytes(layer) -> int:
+  return sum(0 if v is None else int(np.asarray(v[...]).nbytes)
+             for v in (layer.scale, layer.bias))
+
+
+def float32_nbytes(model) -> int:
+  """Bytes of every array of ``model`` (the unpacked model) as float32."""
+  return int(sum(4 * np.size(x) for x in jax.tree.leaves(nnx.state(model))))
+
+
+def inference_fn(model: nnx.Module):
+  """``x ↦ model(x, train=False)`` jit-compiled (``model``'s state passed as an argument,
+  so its arrays are not baked into the program). Works for packed and unpacked models."""
+  graphdef, state = nnx.split(model)
+
+  @jax.jit
+  def run(state, x):
+    return nnx.merge(graphdef, state)(x, train=False)
+  return lambda x: run(state, jnp.asarray(x))
+
+
+# ------------------------------------------------------------------------ save / load
+def _derived(key: str) -> bool:
+  """Arrays :func:`save` does not store as they are: kernel words (stored as bit
+  streams) and tap sums (recomputed from the bits)."""
+  return "/kernel_words" in key or "/tap_sums" in key
+
+
+def _key(path) -> str:
+  return "/".join(str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k))))
+                  for k in path)
+
+
+def _flat_state(model) -> list[tuple[str, jax.Array]]:
+  # Inference needs parameters and batch statistics, not RNG state or BONN's priors.
+  state = nnx.state(model, nnx.Not(nnx.RngState))
+  leaves = jax.tree_util.tree_leaves_with_path(state)
+  return [(_key(p), v) for p, v in leaves
+          if not any(str(getattr(k, "key", "")).startswith("bonn_") for k in p)
+          and "centers" not in _key(p) and "prior" not in _key(p)]
+
+
+def save(model: nnx.Module, path: str, *, build_args: dict | None = None,
+         extra: dict | None = None, overwrite: bool = False) -> str:
+  """Writes a packed model (:func:`pack_model`) to ``path`` (``.npz``); returns the path.
 
   Args:
-    layer: a ``QuantConv`` or ``QuantDense``.
-    pre_bn: the batch norm feeding it (or None).
-    pre_act: ``"identity"`` or ``"relu"`` after ``pre_bn``.
-    post_bn: a batch norm right after the layer, folded into a float layer's kernel.
+    model: a packed model.
+    path: file to write (``.npz`` appended when missing).
+    build_args: how to rebuild the graph (default: the ``build_args`` that
+      :func:`bnnjax.models.get_model` recorded on the model).
+    extra: JSON-able information stored in the header (e.g. the run's config).
+    overwrite: replace an existing file (otherwise refused).
   """
-  kind = _layer_kind(layer)
-  spec = layer.spec
-  meta = {"kind": kind, **_geometry(layer), "pre_act": pre_act,
-          "activation_scale": bool(spec.activation_scale), "pre_bn": False,
-          "threshold": False}
-  arrays: dict[str, np.ndarray] = {}
-  w = np.asarray(layer.kernel[...], np.float32)
-  bias = None if layer.bias is None else np.asarray(layer.bias[...], np.float32)
-  if not spec.binary_kernel:  # "float" and "binary_input" keep a float kernel
-    if post_bn is not None:
-      p = _bn_arrays(post_bn)
-      mul = (p["scale"] / np.sqrt(p["var"] + p["epsilon"])).astype(np.float32)
-      w = w * mul
-      bias = (p["bias"] - p["mean"] * mul + (0 if bias is None else bias * mul))
-      bias = bias.astype(np.float32)
-      post_bn = None
-    arrays["kernel"] = w
-  else:
-    if spec.binary_input and pre_act != "identity":
-      raise ValueError("A binary-input layer must follow BN without ReLU (the "
-                       "binary-input rule).")
-    arrays["kernel_bits"] = pack_sign_stream(w)
-    meta["kernel_shape"] = list(w.shape)
-    s = layer.folded_scale()
-    if s is not None:
-      arrays["scale"] = np.asarray(s, np.float32)
-  if bias is not None:
-    arrays["bias"] = bias
-  if pre_bn is not None:
-    if kind in ("xnor", "binary_input"):
-      sigma, arrays["sign_tau"] = sign_threshold(pre_bn)
-      arrays["sign_sigma"] = sigma.astype(np.int8)
-      meta["threshold"] = True
-      if spec.activation_scale:
-        # K only scales the output: BN as one affine map x·a + b (float rounding of
-        # the fold changes K in the last bits, never a sign).
-        p = _bn_arrays(pre_bn)
-        a = (p["scale"] / np.sqrt(p["var"] + p["epsilon"])).astype(np.float32)
-        arrays["k_bn_a"], arrays["k_bn_b"] = a, (p["bias"] - p["mean"] * a).astype(
-            np.float32)
-    else:
-      arrays.update({f"pre_bn_{k}": v for k, v in _bn_arrays(pre_bn).items()})
-      meta["pre_bn"] = True
-  if post_bn is not None:
-    arrays.update({f"post_bn_{k}": v for k, v in _bn_arrays(post_bn).items()})
-  meta["post_bn"] = post_bn is not None
-  return meta, arrays
-
-
-# -------------------------------------------------------------------------- export
-def pack_model(model: ResNet18) -> "PackedModel":
-  """The packed form of a trained ResNet-18 (eval mode: running BN statistics)."""
-  if not isinstance(model, ResNet18):
-    raise TypeError(f"pack_model packs a bnnjax.models.ResNet18, got "
-                    f"{type(model).__name__}.")
-  layers, arrays = {}, {}
-
-  def add(name, meta_arrays):
-    meta, arr = meta_arrays
-    layers[name] = meta
-    arrays.update({f"{name}/{k}": v for k, v in arr.items()})
-
-  input_bn = model.input_norm.norm if model.input_norm is not None else None
-  stem_fp = _layer_kind(model.stem_conv) == "float"
-  add("stem", _export_layer(model.stem_conv, input_bn, "identity",
-                            post_bn=model.stem_norm))
-  units = []
-  for b, block in enumerate(model.blocks):
-    for u, unit in enumerate((block.unit1, block.unit2)):
-      name = f"block{b}_unit{u + 1}"
-      act = "identity" if unit.preact.binary_input else "relu"
-      add(name, _export_layer(unit.conv, unit.preact.norm, act))
-      shortcut = None
-      if unit.shortcut is not None:
-        shortcut = f"{name}_shortcut"
-        add(shortcut, _export_layer(unit.shortcut.conv, None, "identity",
-                                    post_bn=unit.shortcut.norm))
-        layers[shortcut]["avg_pool"] = unit.shortcut.stride == 2
-      units.append({"conv": name, "shortcut": shortcut})
-  # The head's BN (→ ReLU) comes before the global average pool, so it stays a float
-  # op; a binary classifier then takes sign of the pooled features.
-  arrays.update({f"head/bn_{k}": v for k, v in _bn_arrays(model.head.norm).items()})
-  head_act = "identity" if model.head.binary_input else "relu"
-  add("classifier", _export_layer(model.classifier, None, "identity"))
-  meta = {"format": FORMAT, "model": "resnet18", "stem": model.stem,
-          "stem_folded": stem_fp, "units": units, "head_act": head_act,
-          "layers": layers}
-  return PackedModel(meta, arrays)
-
-
-# ---------------------------------------------------------------------------- running
-def _input_bits(x, arr, meta):
-  """Bits of the layer's binary input: the folded threshold or ``x >= 0``."""
-  if meta["threshold"]:
-    return x * arr["sign_sigma"].astype(x.dtype) >= arr["sign_tau"]
-  return x >= 0
-
-
-def _pre(x, arr, meta):
-  """Float input side: BN (+ ReLU) when kept."""
-  if meta["pre_bn"]:
-    x = _bn_apply(x, {k[7:]: v for k, v in arr.items() if k.startswith("pre_bn_")})
-  if meta["pre_act"] == "relu":
-    x = jax.nn.relu(x)
-  return x
-
-
-def _run_layer(x, arr, meta, implementation):
-  conv = meta["op"] == "conv"
-  kind = meta["kind"]
-  if conv:
-    ks, strides = tuple(meta["kernel_size"]), tuple(meta["strides"])
-    padding = meta["padding"] if isinstance(meta["padding"], str) else tuple(
-        tuple(p) for p in meta["padding"])
-    pads = kernels.reference.conv_pads(padding, ks, strides, x.shape[1:3])
-  k_map = None
-  if kind in ("xnor", "binary_input"):
-    bits = _input_bits(x, arr, meta)
-    if meta["activation_scale"]:
-      xf = x * arr["k_bn_a"] + arr["k_bn_b"] if "k_bn_a" in arr else x
-      k_map = (scales.activation_scale(xf, ks, strides, pads) if conv
-               else scales.dense_activation_scale(xf))
-    if kind == "xnor":
-      if conv:
-        y = kernels.binary_conv_packed(
-            kernels.pack_bits(bits, axis=-1), arr["kernel_words"],
-            in_features=meta["in_features"], strides=strides, padding=pads,
-            pad_value=meta["pad_value"], implementation=implementation)
-      else:
-        lead = bits.shape[:-1]
-        y = kernels.xnor_matmul(kernels.pack_bits(bits.reshape(-1, bits.shape[-1]), 1),
-                                arr["kernel_words"], meta["in_features"],
-                                implementation=implementation).reshape(*lead, -1)
-      y = y.astype(jnp.float32)
-    else:  # binary input, float kernel: ±1 float input
-      xq = jnp.where(bits, 1.0, -1.0).astype(jnp.float32)
-      y = _float_op(xq, arr["kernel"], meta, pads if conv else None)
-  else:
-    xf = _pre(x, arr, meta)
-    kernel = arr["kernel"] if kind == "float" else arr["kernel_pm1"]
-    y = _float_op(xf, kernel, meta, pads if conv else None)
-  if k_map is not None:
-    y = y * k_map
-  if "scale" in arr:
-    s = arr["scale"]
-    if not conv and s.ndim == 3:
-      s = s.reshape(-1)
-    y = y * s
-  if "bias" in arr:
-    y = y + arr["bias"]
-  if meta["post_bn"]:
-    y = _bn_apply(y, {k[8:]: v for k, v in arr.items() if k.startswith("post_bn_")})
-  return y
-
-
-def _float_op(x, kernel, meta, pads):
-  if meta["op"] == "dense":
-    return jnp.dot(x, kernel)
-  if meta["kind"] == "binary_input" and meta["pad_value"] == 1.0:
-    x = jnp.pad(x, ((0, 0), *pads, (0, 0)), constant_values=1)
-    pads = ((0, 0), (0, 0))
-  return lax.conv_general_dilated(x, kernel, tuple(meta["strides"]), pads,
-                                  dimension_numbers=("NHWC", "HWIO", "NHWC"))
-
-
-def _forward(meta, arrays, x, implementation):
-  def layer(name, h):
-    prefix = name + "/"
-    arr = {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
-    return _run_layer(h, arr, meta["layers"][name], implementation)
-
-  x = layer("stem", x)
-  x = jax.nn.relu(x)
-  if meta["stem"] == "imagenet":
-    x = common.pool(x, "max", 3, 2, 1)
-  for unit in meta["units"]:
-    y = layer(unit["conv"], x)
-    if unit["shortcut"] is None:
-      s = x
-    else:
-      s = x
-      if meta["layers"][unit["shortcut"]].get("avg_pool"):
-        s = common.pool(s, "avg", 2, 2, "SAME")
-      s = layer(unit["shortcut"], s)
-    x = y + s
-  x = _bn_apply(x, {k[8:]: v for k, v in arrays.items() if k.startswith("head/bn_")})
-  if meta["head_act"] == "relu":
-    x = jax.nn.relu(x)
-  return layer("classifier", jnp.mean(x, axis=(1, 2)))
-
-
-class PackedModel:
-  """A packed network: ``meta`` (JSON-able description) and ``arrays`` (numpy, as
-  stored). Call it on NHWC images for logits; ``implementation`` picks the kernels."""
-
-  def __init__(self, meta: dict, arrays: dict[str, np.ndarray]):
-    if meta.get("format") != FORMAT:
-      raise ValueError(f"Not a packed model of format {FORMAT!r}: {meta.get('format')!r}.")
-    self.meta = meta
-    self.arrays = arrays
-    self._device = self._prepare()
-    self._fns = {}
-
-  def _prepare(self) -> dict[str, jax.Array]:
-    """Device arrays in run layout: kernel bits re-packed along ``c_in``."""
-    out = {}
-    for key, v in self.arrays.items():
-      name, field = key.rsplit("/", 1)
-      meta = self.meta["layers"].get(name)
-      if field == "kernel_bits":
-        bits = unpack_sign_stream(v, meta["kernel_shape"])
-        if meta["kind"] == "xnor":
-          axis = 2 if meta["op"] == "conv" else 0
-          out[f"{name}/kernel_words"] = kernels.pack_bits(bits, axis=axis)
-        else:
-          out[f"{name}/kernel_pm1"] = jnp.asarray(np.where(bits, 1.0, -1.0), jnp.float32)
-      else:
-        out[key] = jnp.asarray(v)
-    return out
-
-  def __call__(self, x: jax.Array, *, implementation=None) -> jax.Array:
-    key = kernels.api.resolve(implementation)
-    if key not in self._fns:
-      self._fns[key] = jax.jit(functools.partial(_forward, self.meta,
-                                                 implementation=key))
-    return self._fns[key](self._device, jnp.asarray(x, jnp.float32))
-
-  def layer_sizes(self) -> dict[str, dict[str, int]]:
-    """Per layer: ``packed`` bytes stored (all its arrays) and ``kernel_bits`` bytes,
-    against ``float32_kernel`` bytes of the float kernel."""
-    sizes = {}
-    for name, meta in self.meta["layers"].items():
-      arr = {k.split("/", 1)[1]: v for k, v in self.arrays.items()
-             if k.startswith(name + "/")}
-      shape = meta.get("kernel_shape") or list(arr["kernel"].shape)
-      sizes[name] = {
-          "kind": meta["kind"],
-          "float32_kernel": 4 * int(np.prod(shape)),
-          "kernel_bits": int(arr["kernel_bits"].nbytes) if "kernel_bits" in arr else 0,
-          "packed": int(sum(v.nbytes for v in arr.values())),
-      }
-    return sizes
-
-
-def save(packed: PackedModel, path: str) -> str:
-  """Writes ``packed`` to ``path`` (one uncompressed ``.npz``); returns the path."""
+  if getattr(model, "packed_format", None) != FORMAT:
+    raise ValueError("save writes a packed model: call bnnjax.packed.pack_model first.")
+  build_args = build_args or models.build_args(model)
+  if build_args is None:
+    raise ValueError("This model was not built by bnnjax.models.get_model, so its build "
+                     "arguments are unknown: pass build_args={'name': ..., ...}.")
   if not path.endswith(".npz"):
     path += ".npz"
+  if os.path.exists(path) and not overwrite:
+    raise FileExistsError(f"{path} exists; choose another path or pass overwrite=True.")
+  arrays = {}
+  shapes = {}
+  for key, leaf in _flat_state(model):
+    if _derived(key):
+      continue
+    arrays[key] = np.asarray(leaf)
+  for p, layer in packed_layers(model):
+    name = "/".join(map(str, p))
+    bits = kernels.unpack_bits(layer.kernel_words[...], layer.kernel_shape[layer.kernel_axis],
+                               axis=layer.kernel_axis, dtype=jnp.int32)
+    arrays[f"{name}/kernel_bits"] = pack_sign_stream(np.asarray(bits))
+    shapes[name] = list(layer.kernel_shape)
+  meta = {"format": FORMAT, "build_args": build_args, "kernel_shapes": shapes,
+          "extra": extra or {}}
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  meta = np.frombuffer(json.dumps(packed.meta).encode(), np.uint8)
-  np.savez(path, **{META_KEY: meta}, **packed.arrays)
+  tmp = path + ".tmp.npz"
+  np.savez(tmp, **{META_KEY: np.frombuffer(json.dumps(meta).encode(), np.uint8)},
+           **arrays)
+  os.replace(tmp, path)
   return path
 
 
-def load(path: str) -> PackedModel:
-  """Reads a :class:`PackedModel` written by :func:`save`."""
-  with np.load(path, allow_pickle=False) as f:
-    if META_KEY not in f:
-      raise ValueError(f"{path} is not a packed model (no {META_KEY} entry).")
+def _not_packed(path, why):
+  return ValueError(f"{path} is not a packed model written by bnnjax.packed.save ({why}).")
+
+
+def load(path: str, *, with_meta: bool = False):
+  """Reads a packed model written by :func:`save`; with ``with_meta`` also its header.
+
+  Raises:
+    ValueError: the file is not a packed model (or of another format version).
+  """
+  try:
+    f = np.load(path, allow_pickle=False)
+  except (ValueError, OSError, zipfile.BadZipFile) as e:
+    raise _not_packed(path, f"not an .npz archive: {e}") from None
+  with f:
+    if not hasattr(f, "files") or META_KEY not in f.files:
+      raise _not_packed(path, f"no {META_KEY} entry")
     meta = json.loads(bytes(f[META_KEY]).decode())
+    if meta.get("format") != FORMAT:
+      raise _not_packed(path, f"format {meta.get('format')!r}, expected {FORMAT!r}")
     arrays = {k: f[k] for k in f.files if k != META_KEY}
-  return PackedModel(meta, arrays)
+  model = pack_model(models.build_model(meta["build_args"]))
+  for p, layer in packed_layers(model):
+    name = "/".join(map(str, p))
+    bits = unpack_sign_stream(arrays.pop(f"{name}/kernel_bits"), meta["kernel_shapes"][name])
+    layer.kernel_words[...] = kernels.pack_bits(bits, axis=layer.kernel_axis)
+    if getattr(layer, "tap_sums", None) is not None:
+      layer.tap_sums[...] = kernels.tap_sums(layer.kernel_words[...], layer.in_features)
+  state = nnx.state(model, nnx.Not(nnx.RngState))
+  flat = dict(_flat_state(model))
+  missing = sorted(k for k in flat if not _derived(k) and k not in arrays)
+  if missing:
+    raise _not_packed(path, f"missing arrays {missing[:5]}")
 
-
-def float32_size(model: nnx.Module) -> int:
-  """Bytes of all the model's parameters and batch statistics as float32."""
-  leaves = jax.tree.leaves(nnx.state(model))
-  return int(sum(4 * np.size(v) for v in leaves))
+  def replace(p, v):
+    key = _key(p)
+    return jnp.asarray(arrays[key], v.dtype) if key in arrays else v
+  nnx.update(model, jax.tree_util.tree_map_with_path(replace, state))
+  return (model, meta) if with_meta else model

@@ -75,13 +75,14 @@ def test_pm1_operands_are_exact_under_jit():
 
 
 def test_choose_lowering():
-  pads = ((1, 1), (1, 1))
-  assert float_conv.choose_lowering((2, 2), (3, 3), (1, 1), pads, 256, "cpu") == "taps"
-  assert float_conv.choose_lowering((28, 28), (7, 7), (2, 2), pads, 1, "cpu") == "im2col"
-  assert float_conv.choose_lowering((1, 1), (1, 1), (1, 1), ((0, 0),) * 2, 3,
-                                    "cpu") == "taps"
+  pads, none = ((1, 1), (1, 1)), ((0, 0), (0, 0))
+  choose = float_conv.choose_lowering
+  assert choose((64, 2, 2, 256), (3, 3, 256, 256), (1, 1), pads, "cpu") == "taps"
+  assert choose((64, 28, 28, 1), (7, 7, 1, 64), (2, 2), pads, "cpu") == "im2col"
+  assert choose((64, 1, 1, 256), (1, 1, 256, 512), (1, 1), none, "cpu") == "taps"
+  assert choose((2, 4, 4, 8), (3, 3, 8, 8), (1, 1), pads, "cpu") == "xla"  # tiny
   for platform in ("gpu", "tpu"):
-    assert float_conv.choose_lowering((2, 2), (3, 3), (1, 1), pads, 256, platform) == "xla"
+    assert choose((64, 2, 2, 256), (3, 3, 256, 256), (1, 1), pads, platform) == "xla"
 
 
 def test_errors_name_the_argument():

@@ -1,0 +1,346 @@
+r"""Training and inference speed of the Bi-Real ResNet-18, against Larq and LCE.
+
+The network is the one of ``../shared/peers/larq_peer.py``: 28×28×1 input, 10 classes,
+ImageNet stem (7×7/2 conv, BN, 3×3/2 max-pool), width 64, Bi-Real units with binary
+3×3 convs (``config.method``, default ``xnor``), full-precision downsampling shortcuts,
+Adam 1e-3. Timed the way the peer harness times (its README): fixed random N(0, 1)
+images and random labels reused every step, untimed warm-up calls (compilation reported
+apart), each call timed alone and forced to the host, median of ``--repeats``.
+
+Rows, per binary compute backend (``config.binary_compute``: ``float``, ``packed``):
+
+* ``train``: the trainer's own jit-compiled train step (:func:`bnnjax.train.trainer.
+  make_train_step`) at ``--batch``, and the float twin (``method=fp``);
+* ``eval_b1`` / ``eval_bN``: the trainer's eval step (eval mode, jit) at batch 1 and
+  ``--batch``;
+* ``packed_b1`` / ``packed_bN``: the packed export (:func:`bnnjax.packed.pack_model`)
+  at batch 1 and ``--batch``.
+
+``--peers`` also runs ``larq_peer.py`` and ``lce_peer.py`` (``--larq_python``, the venv
+``../shared/peers/setup_larq_venv.sh`` builds) and alternates rounds: bnnjax, Larq,
+LCE, bnnjax, ... so both see the same machine state; ratios come from the medians
+over rounds. ``--readme_command`` also times the README's first command end to end
+(install excluded) in a fresh workdir.
+
+Usage::
+
+  python -m benchmarks.train_speed --peers --rounds=2 --readme_command
+
+writes ``train_speed_<platform>.md`` / ``.json`` to ``--out``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from benchmarks import cli
+from bnnjax import nn
+from bnnjax import packed
+from bnnjax.train import parallel
+from bnnjax.train import trainer
+from configs import common
+
+RESULTS_NAME = "train_speed"
+BACKENDS = ("float", "packed")
+PEERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared",
+                     "peers")
+README_COMMAND = [sys.executable, "-m", "experiments.run",
+                  "--config=configs/bonn_resnet18.py:method=xnor"]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Config:
+  """Settings of one run (every field is a flag).
+
+  Attributes:
+    batch: training and batched-inference size.
+    repeats: timed calls per measurement (median reported).
+    warmup: untimed calls before timing (the first one compiles).
+    width: ResNet-18 width (64: the peer's network).
+    method: quantization method of the binary convs.
+    backends: comma-separated ``binary_compute`` backends to time.
+    rounds: alternated rounds of (bnnjax, Larq, LCE).
+    peers: also run the Larq and LCE peers.
+    larq_python: the Python of the Larq venv.
+    readme_command: also time the README's first command (minutes).
+    seed: PRNG seed.
+  """
+
+  batch: int = 64
+  repeats: int = 20
+  warmup: int = 5
+  width: int = 64
+  method: str = "xnor"
+  backends: str = "float,packed"
+  rounds: int = 1
+  peers: bool = False
+  larq_python: str = "/tmp/venv-larq/bin/python"
+  readme_command: bool = False
+  seed: int = 0
+
+  def __post_init__(self):
+    for name in ("batch", "repeats", "width", "rounds"):
+      if getattr(self, name) < 1:
+        raise ValueError(f"--{name}={getattr(self, name)}; allowed values are >= 1.")
+    unknown = set(self.backends.split(",")) - set(BACKENDS)
+    if unknown:
+      raise ValueError(f"--backends={self.backends!r}: {sorted(unknown)} unknown; "
+                       f"allowed values are comma-separated {list(BACKENDS)}.")
+
+
+def _config(cfg: Config, method: str, backend: str):
+  c = common.base_config()
+  c.update(model_name="resnet18", method=method, dataset="mnist", batch_size=cfg.batch,
+           eval_batch_size=cfg.batch, optimizer="adam", lr=1e-3, schedule="constant",
+           binary_compute=backend, seed=cfg.seed)
+  c.model_kwargs.update(width=cfg.width, stem="imagenet")
+  return c
+
+
+def _time(fn, repeats: int, warmup: int) -> dict:
+  t0 = time.perf_counter()
+  jax.block_until_ready(fn())
+  first = time.perf_counter() - t0
+  for _ in range(max(warmup - 1, 0)):
+    jax.block_until_ready(fn())
+  ts = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    jax.tree.map(np.asarray, fn())  # forced to the host, as the peers do
+    ts.append(time.perf_counter() - t0)
+  return {"median_ms": 1e3 * statistics.median(ts), "min_ms": 1e3 * min(ts),
+          "first_call_s": first}
+
+
+def _data(cfg: Config, n: int):
+  rng = np.random.default_rng(cfg.seed)
+  x = jnp.asarray(rng.standard_normal((n, 28, 28, 1)), jnp.float32)
+  y = jnp.asarray(rng.integers(0, 10, n), jnp.int32)
+  return x, y
+
+
+def time_training(cfg: Config, method: str, backend: str) -> dict:
+  """The trainer's train step on fixed random data."""
+  setup = trainer.set_up(_config(cfg, method, backend))
+  variables = jax.tree_util.tree_leaves_with_path(
+      setup.state.params, is_leaf=lambda v: isinstance(v, nnx.Variable))
+  flags = [isinstance(v, nn.LatentWeight) for _, v in variables]
+  mesh = parallel.make_mesh()
+  step = trainer.make_train_step(setup.graphdef, setup.tx, setup.terms, setup.schedules,
+                                 flags, None, mesh)
+  x, y = _data(cfg, cfg.batch)
+  batch = parallel.shard_batch({"image": np.asarray(x), "label": np.asarray(y)}, mesh)
+  state = parallel.replicate(setup.state, mesh)
+  holder = [state]
+
+  def call():
+    holder[0], metrics = step(holder[0], batch)
+    return metrics["loss/total"]
+  r = _time(call, cfg.repeats, cfg.warmup)
+  r["img_per_s"] = cfg.batch / (r["median_ms"] / 1e3)
+  return r
+
+
+def time_inference(cfg: Config, backend: str) -> dict:
+  """Eval-mode steps and packed inference at batch 1 and ``batch``."""
+  setup = trainer.set_up(_config(cfg, cfg.method, backend))
+  model = nnx.merge(setup.graphdef, setup.state.params, setup.state.rest)
+  eval_fn = packed.inference_fn(model)
+  pm = packed.pack_model(model)
+  packed_fn = packed.inference_fn(pm)
+  out = {}
+  for n in (1, cfg.batch):
+    x, _ = _data(cfg, n)
+    out[f"eval_b{n}"] = _time(lambda: eval_fn(x), cfg.repeats, cfg.warmup)
+    out[f"packed_b{n}"] = _time(lambda: packed_fn(x), cfg.repeats, cfg.warmup)
+    y_packed, y_eval = np.asarray(packed_fn(x)), np.asarray(eval_fn(x))
+    out[f"packed_equals_eval_b{n}"] = bool(np.array_equal(y_packed, y_eval))
+    out[f"packed_max_logit_diff_b{n}"] = float(np.max(np.abs(y_packed - y_eval)))
+  out["packed_bytes"] = packed.nbytes(pm)
+  return out
+
+
+def _run_peer(cfg: Config, script: str, args: list[str]) -> dict:
+  fd, path = tempfile.mkstemp(suffix=".json")
+  os.close(fd)
+  cmd = [cfg.larq_python, script, *args]
+  if script == "larq_peer.py":
+    cmd += ["--json-out", path]
+  proc = subprocess.run(cmd, cwd=PEERS, capture_output=True, text=True, timeout=1800)
+  if proc.returncode != 0:
+    raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
+  return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def time_readme_command() -> dict:
+  """The README's first command (install excluded) in a fresh workdir."""
+  workdir = tempfile.mkdtemp(prefix="bnnjax_readme_")
+  try:
+    t0 = time.perf_counter()
+    proc = subprocess.run([*README_COMMAND, f"--workdir={workdir}",
+                           "--config.progress=False"], capture_output=True, text=True,
+                          timeout=3600)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+      raise RuntimeError(f"README command failed:\n{proc.stderr[-2000:]}")
+    with open(os.path.join(workdir, "results.json")) as f:
+      top1 = json.load(f)["test/top1"]
+    return {"wall_s": wall, "test_top1": top1,
+            "command": " ".join(README_COMMAND[1:])}
+  finally:
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _median(values):
+  return statistics.median(values) if values else None
+
+
+def run_benchmark(cfg: Config, command: str = "") -> dict:
+  backends = cfg.backends.split(",")
+  rounds = []
+  for r in range(cfg.rounds):
+    rnd = {"bnnjax": {}}
+    for backend in backends:
+      rnd["bnnjax"][backend] = {"train": time_training(cfg, cfg.method, backend),
+                                **time_inference(cfg, backend)}
+    rnd["bnnjax"]["fp_train"] = time_training(cfg, "fp", "float")
+    if cfg.peers:
+      rnd["larq"] = _run_peer(cfg, "larq_peer.py", [
+          "--steps", str(max(cfg.repeats, 20)), "--batch", str(cfg.batch), "--no-tob"])
+      rnd["lce"] = _run_peer(cfg, "lce_peer.py", ["--steps", "300"])
+    rounds.append(rnd)
+    print(f"round {r + 1}/{cfg.rounds} done", flush=True)
+  summary = {}
+  for backend in backends:
+    for key in ("train", "eval_b1", f"eval_b{cfg.batch}", "packed_b1",
+                f"packed_b{cfg.batch}"):
+      summary[f"{backend}/{key}_ms"] = _median(
+          [rnd["bnnjax"][backend][key]["median_ms"] for rnd in rounds])
+  summary["fp_train_ms"] = _median([rnd["bnnjax"]["fp_train"]["median_ms"]
+                                    for rnd in rounds])
+  if cfg.peers:
+    summary.update(_peer_summary(rounds, cfg))
+    for backend in backends:
+      _ratios(summary, backend, cfg.batch)
+  if cfg.readme_command:
+    summary["readme_command"] = time_readme_command()
+  return {"benchmark": RESULTS_NAME, "command": command,
+          "config": dataclasses.asdict(cfg), "platform": jax.default_backend(),
+          "devices": [d.device_kind for d in jax.devices()],
+          "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+          "date": datetime.date.today().isoformat(), "rounds": rounds,
+          "summary": summary}
+
+
+def _peer_summary(rounds, cfg) -> dict:
+  def larq(model, part, key):
+    return _median([1e3 * rnd["larq"]["results"][model][part][key]["median_s"]
+                    for rnd in rounds])
+
+  def lce_best(rnd):  # LCE's fastest interpreter setting of the binary network
+    return min(c["median_s"] for c in rnd["lce"]["results"]["binary"]["configs"].values())
+  return {
+      "larq/train_ms": larq("binary", "train", "custom"),
+      "larq/fp_train_ms": larq("fp", "train", "custom"),
+      "larq/infer_b1_ms": larq("binary", "infer", "custom_b1"),
+      f"larq/infer_b{cfg.batch}_ms": larq("binary", "infer", f"custom_b{cfg.batch}"),
+      "lce/b1_ms": _median([1e3 * lce_best(rnd) for rnd in rounds]),
+  }
+
+
+def _ratios(s: dict, backend: str, batch: int) -> None:
+  """Speed-ups over the peers (> 1: bnnjax is faster)."""
+  s[f"{backend}/train_speedup_vs_larq"] = s["larq/train_ms"] / s[f"{backend}/train_ms"]
+  s[f"{backend}/eval_b{batch}_speedup_vs_larq"] = (s[f"larq/infer_b{batch}_ms"]
+                                                   / s[f"{backend}/eval_b{batch}_ms"])
+  s[f"{backend}/eval_b1_speedup_vs_larq"] = s["larq/infer_b1_ms"] / s[f"{backend}/eval_b1_ms"]
+  s[f"{backend}/packed_b1_vs_lce"] = s[f"{backend}/packed_b1_ms"] / s["lce/b1_ms"]
+
+
+def format_markdown(r: dict) -> str:
+  s, cfg = r["summary"], r["config"]
+  b = cfg["batch"]
+  lines = [f"# Bi-Real ResNet-18 training and inference speed ({r['platform']}, "
+           f"{r['cpus']} cores, {r['date']})", "",
+           f"`{r['command']}`", "",
+           f"28×28×1, width {cfg['width']}, ImageNet stem, `{cfg['method']}` binary convs, "
+           f"batch {b}, Adam; median of {cfg['repeats']} timed calls per round, median "
+           f"over {cfg['rounds']} alternated round(s). Shared machine: compare ratios "
+           "within this file, not absolute times across runs.", "",
+           "| backend | train step ms (img/s) | eval b1 ms | eval b{0} ms | packed b1 ms | "
+           "packed b{0} ms |".format(b), "|---|---|---|---|---|---|"]
+  for backend in cfg["backends"].split(","):
+    t = s[f"{backend}/train_ms"]
+    lines.append(f"| `{backend}` | {t:.1f} ({b / t * 1e3:.0f}) | "
+                 f"{s[f'{backend}/eval_b1_ms']:.2f} | {s[f'{backend}/eval_b{b}_ms']:.2f} | "
+                 f"{s[f'{backend}/packed_b1_ms']:.3f} | {s[f'{backend}/packed_b{b}_ms']:.2f} |")
+  lines.append(f"| float twin (`fp`) | {s['fp_train_ms']:.1f} "
+               f"({b / s['fp_train_ms'] * 1e3:.0f}) | | | | |")
+  if "larq/train_ms" in s:
+    lines += ["", "| peer | train step ms | float twin ms | infer b1 ms | "
+              f"infer b{b} ms | LCE b1 ms |", "|---|---|---|---|---|---|",
+              f"| Larq 0.14 / LCE 0.16 | {s['larq/train_ms']:.1f} | "
+              f"{s['larq/fp_train_ms']:.1f} | {s['larq/infer_b1_ms']:.2f} | "
+              f"{s[f'larq/infer_b{b}_ms']:.2f} | {s['lce/b1_ms']:.3f} |", "",
+              "Ratios (> 1: bnnjax faster, except packed/LCE: < 1 is bnnjax faster):", "",
+              "| backend | train vs Larq | eval b1 vs Larq | eval b{0} vs Larq | "
+              "packed b1 / LCE b1 |".format(b), "|---|---|---|---|---|"]
+    for backend in cfg["backends"].split(","):
+      lines.append(f"| `{backend}` | {s[f'{backend}/train_speedup_vs_larq']:.2f}× | "
+                   f"{s[f'{backend}/eval_b1_speedup_vs_larq']:.2f}× | "
+                   f"{s[f'{backend}/eval_b{b}_speedup_vs_larq']:.2f}× | "
+                   f"{s[f'{backend}/packed_b1_vs_lce']:.2f} |")
+  if "readme_command" in s:
+    rc = s["readme_command"]
+    lines += ["", f"README first command (`{rc['command']}`), install excluded: "
+              f"{rc['wall_s']:.0f} s, test top-1 {rc['test_top1']:.2%}."]
+  eq = [f"{k}={v}" for rnd in r["rounds"] for be, d in rnd["bnnjax"].items()
+        if isinstance(d, dict) for k, v in d.items() if k.startswith("packed_equals")]
+  lines += ["", "Packed logits equal eval mode's bit for bit: " + ", ".join(sorted(set(eq))) + "."]
+  return "\n".join(lines) + "\n"
+
+
+def _write(results, out):
+  return cli.write_results(results, f"{out}/{RESULTS_NAME}_{results['platform']}",
+                           format_markdown)
+
+
+def _parse(argv):
+  import argparse
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  for f in dataclasses.fields(Config):
+    if f.type in ("bool", bool):
+      p.add_argument(f"--{f.name}", action=argparse.BooleanOptionalAction,
+                     default=f.default)
+    else:
+      p.add_argument(f"--{f.name}", type=type(f.default), default=f.default)
+  p.add_argument("--out", default="benchmarks/results")
+  args = vars(p.parse_args(argv))
+  out = args.pop("out")
+  return Config(**args), out
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+  return cli.main("benchmarks.train_speed", argv, parse=_parse,
+                  run_benchmark=run_benchmark, write=_write,
+                  format_markdown=format_markdown)
+
+
+if __name__ == "__main__":
+  main()
