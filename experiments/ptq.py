@@ -203,9 +203,11 @@ def obtain_model(config, workdir: str):
     train.train_and_evaluate(tcfg, workdir)
   model, cfg, info = train.load_trained(workdir)
   if cfg.method != "fp":
-    raise ValueError(
-        f"{workdir} holds a model trained with method={cfg.method!r}; post-training "
-        "quantization starts from a full-precision model (method='fp').")
+    from bnnjax.train.validation import ConfigError
+    raise ConfigError(
+        f"--workdir={workdir} holds a model trained with method={cfg.method!r}; "
+        "post-training quantization starts from a full-precision model (method='fp'): "
+        "give the workdir of a float run, or a new one. Nothing was changed.")
   check_figure_layer(model, config.ptq.figure_layer, config.ptq.groups)
   with open(results_path) as f:
     results = json.load(f)
