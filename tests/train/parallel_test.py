@@ -56,10 +56,8 @@ def _losses(workdir):
 
 
 def _params(workdir):
-  ck = ckpt_lib.Checkpointer(str(workdir))
-  flat = ck._manager.restore(ck.latest_step())
-  ck.close()
-  return [np.asarray(flat[k]) for k in sorted(flat)]
+  flat = ckpt_lib.read_arrays(str(workdir))
+  return [flat[k] for k in sorted(flat)]
 
 
 def _results(workdir):

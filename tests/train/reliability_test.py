@@ -92,16 +92,7 @@ def tiny(**kw):
 
 def checkpoint_arrays(workdir, step=None):
   """Every array of a checkpoint, by item and name."""
-  ck = ckpt_lib.Checkpointer(str(workdir))
-  step = ck.latest_step() if step is None else step
-  out = {}
-  for item in ckpt_lib.ITEMS:
-    tree = ck._manager.restore(step, args=ocp.args.Composite(
-        **{item: ocp.args.StandardRestore()}))[item]
-    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
-      out[item + jax.tree_util.keystr(path)] = np.asarray(leaf)
-  ck.close()
-  return out
+  return ckpt_lib.read_arrays(str(workdir), step)
 
 
 def assert_same_arrays(a, b):

@@ -55,11 +55,13 @@ def test_one_step_of_every_model_and_method_on_mock_data(model, tmp_path):
       assert np.isfinite(records[0]["loss/total"]) and records[0]["step"] == 1
 
 
+def _arrays_of_checkpoint(workdir, step=None):
+  return ckpt_lib.read_arrays(str(workdir), step)
+
+
 def _params_of_checkpoint(workdir):
-  """The parameter arrays of the latest checkpoint in ``workdir``."""
-  ck = ckpt_lib.Checkpointer(str(workdir))
-  flat = ck._manager.restore(ck.latest_step())
-  ck.close()
+  """The state arrays of the latest checkpoint in ``workdir``."""
+  flat = _arrays_of_checkpoint(workdir)
   return [flat[k] for k in sorted(flat)]
 
 
@@ -181,8 +183,8 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
     trainer.train_and_evaluate(c, str(tmp_path))
   ck = ckpt_lib.Checkpointer(str(tmp_path))
   assert ck.latest_step() == 3
-  flat = ck._manager.restore(3)
   ck.close()
+  flat = _arrays_of_checkpoint(tmp_path, 3)
   assert all(np.all(np.isfinite(v)) for v in flat.values() if v.dtype.kind == "f")
 
 
