@@ -85,7 +85,7 @@ def _docstring_examples():
   for text in texts:
     files |= set(re.findall(r"--config=(configs/\w+\.py(?::[\w=,.]+)?)", text))
     overrides |= set(re.findall(r"--config\.([a-z_.]+)=(\"[^\"]+\"|[\w.+-]+)", text))
-  overrides = {(k, v) for k, v in overrides if k != "field"}  # the placeholders
+  overrides = {(k, v) for k, v in overrides if k != "field" and v != "..."}  # placeholders
   files = {f for f in files if not f.startswith("configs/x.py")}
   return sorted(files), sorted(overrides)
 
