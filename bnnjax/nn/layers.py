@@ -133,6 +133,18 @@ def _fold_gamma(case: int, f: dict[str, jax.Array]) -> jax.Array:
   return f["beta"][:, None, None] * f["gamma"][None, :, None] * f["alpha"][None, None, :]
 
 
+def finish(y, k_map, s, bias):
+  """Applies ``K``, the folded weight scale ``s`` and the bias to the ±1 product, in
+  this order (shared with the packed layers, so both round alike)."""
+  if k_map is not None:
+    y = y * k_map
+  if s is not None:
+    y = y * s.astype(y.dtype)
+  if bias is not None:
+    y = y + bias[...]
+  return y
+
+
 def packed_implementation():
   """The packed kernels' implementation chain for this platform
   (:data:`bnnjax.kernels.api.DEFAULT_CHAIN`), as a hashable tuple."""
@@ -206,14 +218,7 @@ class _QuantLayer(nnx.Module):
     return (x if in_q is None else in_q(x)), (w if k_q is None else k_q(w))
 
   def _finish(self, y, k_map, s):
-    """Applies ``K``, the folded weight scale ``s`` and the bias to the ±1 product."""
-    if k_map is not None:
-      y = y * k_map
-    if s is not None:
-      y = y * s.astype(y.dtype)
-    if self.bias is not None:
-      y = y + self.bias[...]
-    return y
+    return finish(y, k_map, s, self.bias)
 
 
 class QuantConv(_QuantLayer):

@@ -106,14 +106,8 @@ class _PackedLayer(nnx.Module):
     return bits.astype(dtype)
 
   def _finish(self, y, k_map, s):
-    # The same operations in the same order as QuantConv/QuantDense._finish.
-    if k_map is not None:
-      y = y * k_map
-    if s is not None:
-      y = y * s.astype(y.dtype)
-    if self.bias is not None:
-      y = y + self.bias[...]
-    return y
+    # The very function QuantConv/QuantDense finish with: the same float rounding.
+    return layers_lib.finish(y, k_map, s, self.bias)
 
   def nbytes(self) -> int:
     """Bytes stored on disk: the kernel as a bit stream, scale and bias as float32."""
