@@ -22,13 +22,18 @@ import time
 from absl import app
 from absl import flags
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "A finished run of experiments.run.")
-_OUT = flags.DEFINE_string("out", None, "Packed file to write (default RUN/packed.npz).")
-_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing --out file.")
-_STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
-_BATCH = flags.DEFINE_integer("latency_batch", 64, "The batch N of the latency line.")
-_REPEATS = flags.DEFINE_integer("repeats", 20, "Timed calls per latency (median).")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "tfds data dir, if not the run's.")
+def _define_flags():
+  """The command's flags, defined only when it runs as a command, so that importing
+  this module (tests, notebooks, other commands) does not clash with other modules'
+  flags of the same name (--config, --workdir)."""
+  global _WORKDIR, _OUT, _OVERWRITE, _STEP, _BATCH, _REPEATS, _DATA_DIR
+  _WORKDIR = flags.DEFINE_string("workdir", None, "A finished run of experiments.run.")
+  _OUT = flags.DEFINE_string("out", None, "Packed file to write (default RUN/packed.npz).")
+  _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing --out file.")
+  _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
+  _BATCH = flags.DEFINE_integer("latency_batch", 64, "The batch N of the latency line.")
+  _REPEATS = flags.DEFINE_integer("repeats", 20, "Timed calls per latency (median).")
+  _DATA_DIR = flags.DEFINE_string("data_dir", None, "tfds data dir, if not the run's.")
 
 
 def rescore(fn, config, info) -> dict:
@@ -140,4 +145,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  _define_flags()
   app.run(main)

@@ -38,15 +38,20 @@ from ml_collections import config_flags
 
 from experiments.paths import default_workdir
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Config file, optionally with an argument: configs/x.py:arg.",
-    lock_config=True)
-_WORKDIR = flags.DEFINE_string(
-    "workdir", None, "Directory of the float model's run (trained there if not finished).")
-_PTQ_DIR = flags.DEFINE_string(
-    "ptq_dir", "ptq", "Subdirectory of the workdir for the sweep's tables, JSON and plots.")
-_OVERWRITE = flags.DEFINE_bool(
-    "overwrite", False, "Replace the results of an earlier sweep in --ptq_dir.")
+def _define_flags():
+  """The command's flags, defined only when it runs as a command, so that importing
+  this module (tests, notebooks, other commands) does not clash with other modules'
+  flags of the same name (--config, --workdir)."""
+  global _CONFIG, _WORKDIR, _PTQ_DIR, _OVERWRITE
+  _CONFIG = config_flags.DEFINE_config_file(
+      "config", None, "Config file, optionally with an argument: configs/x.py:arg.",
+      lock_config=True)
+  _WORKDIR = flags.DEFINE_string(
+      "workdir", None, "Directory of the float model's run (trained there if not finished).")
+  _PTQ_DIR = flags.DEFINE_string(
+      "ptq_dir", "ptq", "Subdirectory of the workdir for the sweep's tables, JSON and plots.")
+  _OVERWRITE = flags.DEFINE_bool(
+      "overwrite", False, "Replace the results of an earlier sweep in --ptq_dir.")
 
 OUTPUT_FILES = ("ptq.md", "ptq.json", "ptq_tensors.json")
 
@@ -540,6 +545,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  _define_flags()
   from bnnjax.train import cli
   flags.mark_flags_as_required(["config"])
   cli.run(main, clean=(FileExistsError,))

@@ -23,17 +23,22 @@ from ml_collections import config_flags
 
 from experiments.paths import default_workdir
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Config file, optionally with an argument: configs/x.py:arg.",
-    lock_config=True)
-_WORKDIR = flags.DEFINE_string(
-    "workdir", None, "Directory for checkpoints, metrics and results (resumed if present).")
-_DISTRIBUTED = flags.DEFINE_bool(
-    "distributed", False, "Call jax.distributed.initialize() (cluster auto-detection).")
-_COORDINATOR = flags.DEFINE_string(
-    "coordinator_address", None, "host:port of process 0, for a multi-process run.")
-_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in the run.")
-_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
+def _define_flags():
+  """The command's flags, defined only when it runs as a command, so that importing
+  this module (tests, notebooks, other commands) does not clash with other modules'
+  flags of the same name (--config, --workdir)."""
+  global _CONFIG, _WORKDIR, _DISTRIBUTED, _COORDINATOR, _NUM_PROCESSES, _PROCESS_ID
+  _CONFIG = config_flags.DEFINE_config_file(
+      "config", None, "Config file, optionally with an argument: configs/x.py:arg.",
+      lock_config=True)
+  _WORKDIR = flags.DEFINE_string(
+      "workdir", None, "Directory for checkpoints, metrics and results (resumed if present).")
+  _DISTRIBUTED = flags.DEFINE_bool(
+      "distributed", False, "Call jax.distributed.initialize() (cluster auto-detection).")
+  _COORDINATOR = flags.DEFINE_string(
+      "coordinator_address", None, "host:port of process 0, for a multi-process run.")
+  _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in the run.")
+  _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
 
 
 def main(argv):
@@ -57,6 +62,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  _define_flags()
   from bnnjax.train import cli
   flags.mark_flags_as_required(["config"])
   cli.run(main)

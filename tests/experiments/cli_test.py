@@ -108,3 +108,15 @@ def test_dry_run_commands_are_accepted_by_run(tmp_path):
     stdout, stderr = proc.communicate(timeout=600)
     assert proc.returncode == 0, (argv, stderr[-3000:])
     assert "FINAL resnet18" in stdout and "1 steps" in stdout
+
+
+def test_every_command_module_imports_into_one_process():
+  """Tests and notebooks import several commands at once; their flags (--config,
+  --workdir, ...) are defined only when a module runs as a command, so the imports must
+  not clash (absl's DuplicateFlagError broke CI's test collection once). Run in a fresh
+  interpreter, in both orders, so that an earlier test's imports cannot hide a clash."""
+  for order in (("run", "sweep", "ptq", "export"), ("export", "ptq", "sweep", "run")):
+    code = "".join(f"import experiments.{m}\n" for m in order)
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=ENV,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
