@@ -6,13 +6,21 @@ Both layers compute, for binary input and kernel (XNOR-Net, SPEC §2-4),
 
 where ``q_in``/``q_k`` are the spec's sign quantizers (identity when ``None``), ``K``
 is XNOR-Net's activation map (when ``activation_scale``), and ``S`` the weight scale:
-1, XNOR's ``alpha_o = mean|W_o|``, cross-filter's shared ``alpha_g``, or XNOR-Net++'s
-learned Γ. Scales multiply the *output* of the ±1 convolution, which is exactly how a
-bit-packed XNOR-popcount kernel applies them at inference.
+1, XNOR's ``alpha_o = mean|W_o|``, cross-filter's shared ``alpha_g``, XNOR-Net++'s
+learned Γ or BONN's ``1/mean(w)``. Scales multiply the *output* of the ±1
+convolution, which is exactly how a bit-packed XNOR-popcount kernel applies them at
+inference.
+
+What depends on the method (the parameters a layer owns besides ``kernel`` and
+``bias``, their initialisation, the check that a spec fits the layer, and ``S``) is
+asked of the spec's method (:func:`bnnjax.methods.for_spec`), one module per method in
+:mod:`bnnjax.methods`.
 
 Latent weights of binary kernels are :class:`LatentWeight` (an ``nnx.Param``
-subclass) and XNOR-Net++ factors are :class:`ScaleFactor`, so optimizers, clipping
-and losses select them by type (``nnx.state(model, LatentWeight)``).
+subclass); the methods' parameters have their own types (XNOR-Net++'s
+:class:`ScaleFactor`, BONN's :class:`Modulation` and :class:`PriorParam`, re-exported
+here), so optimizers, clipping and losses select them by type
+(``nnx.state(model, LatentWeight)``).
 """
 
 from __future__ import annotations
@@ -24,7 +32,13 @@ import jax.numpy as jnp
 from flax import nnx
 
 from bnnjax import kernels
+from bnnjax import methods
 from bnnjax.kernels import float_conv
+from bnnjax.methods.bonn import ClassCenter  # noqa: F401  (re-exported)
+from bnnjax.methods.bonn import FeaturePrior  # noqa: F401  (re-exported)
+from bnnjax.methods.bonn import Modulation  # noqa: F401  (re-exported)
+from bnnjax.methods.bonn import PriorParam  # noqa: F401  (re-exported)
+from bnnjax.methods.xnorpp import ScaleFactor  # noqa: F401  (re-exported)
 from bnnjax.nn.spec import FP
 from bnnjax.nn.spec import QuantSpec
 from bnnjax.quant import scales
@@ -33,46 +47,6 @@ from bnnjax.quant.sign import get_quantizer
 
 class LatentWeight(nnx.Param):
   """Full-precision latent weights of a binarized kernel."""
-
-
-class ScaleFactor(nnx.Param):
-  """Learned scaling factors (XNOR-Net++ Γ)."""
-
-
-class Modulation(nnx.Param):
-  """BONN's learnable modulation ``w`` of a binarized layer (its own learning rate)."""
-
-
-class PriorParam(nnx.Param):
-  """BONN's prior parameters: per-filter ``μ``/``log σ`` of a binarized layer's kernel
-  mixture, and the class-wise ``log σ`` of the feature prior."""
-
-
-class ClassCenter(nnx.Variable):
-  """Class centres of BONN's feature prior: updated by the center-loss rule, not by
-  gradient (so not an ``nnx.Param``)."""
-
-
-class FeaturePrior(nnx.Module):
-  """BONN's feature prior (SPEC §5): centres ``c`` (zeros) and ``log σ`` (zeros, σ = 1),
-  both ``(num_classes, dim)``."""
-
-  def __init__(self, num_classes: int, dim: int, dtype=jnp.float32):
-    self.centers = ClassCenter(jnp.zeros((num_classes, dim), dtype))
-    self.log_sigma = PriorParam(jnp.zeros((num_classes, dim), dtype))
-
-
-def _init_bonn(kernel: jax.Array):
-  """BONN's parameters (SPEC §5): ``μ_i = mean|k_i|``, ``log σ_i = log std(k_i)``, and
-  ``w = 1/mean|k|`` over the layer [rec: the seed does not give ``w``'s start; with
-  it ``w ∘ k`` starts at the scale of ``sign(k)`` and ``1/mean(w) = mean|k|``, XNOR's
-  layer-wide factor]. ``w`` has shape ``(kh, kw)`` for a conv, ``(d_in,)`` for dense."""
-  axes = tuple(range(kernel.ndim - 1))
-  mu = jnp.mean(jnp.abs(kernel), axis=axes)
-  log_sigma = jnp.log(jnp.maximum(jnp.std(kernel, axis=axes), 1e-8))
-  w_shape = kernel.shape[:2] if kernel.ndim == 4 else kernel.shape[:1]
-  w = jnp.full(w_shape, 1.0 / jnp.maximum(jnp.mean(jnp.abs(kernel)), 1e-8), kernel.dtype)
-  return w, mu, log_sigma
 
 
 def _pair(v, name) -> tuple[int, int]:
@@ -94,43 +68,6 @@ def conv_output_size(in_hw, kernel_size, strides, padding) -> tuple[int, int]:
 
 def _quantizer(name, kwargs):
   return None if name is None else get_quantizer(name, **dict(kwargs))
-
-
-def _weight_scale(spec: QuantSpec, kernel: jax.Array) -> jax.Array | None:
-  """Analytic per-filter scale of the spec, ``(c_out,)``, or ``None``."""
-  if spec.weight_scale == "xnor":
-    return scales.xnor_weight_scale(kernel)
-  if spec.weight_scale == "cross_filter":
-    return scales.cross_filter_scale(kernel, spec.group_size)
-  return None
-
-
-def _init_gamma(spec: QuantSpec, kernel: jax.Array, out_hw: tuple[int, int]):
-  """XNOR-Net++ Γ factors with exactly the shapes of SPEC §4.
-
-  ``alpha`` starts at XNOR's analytic ``mean|W_o|`` (so training starts from the
-  XNOR-Net weight scaling), the spatial factors ``beta``/``gamma`` at 1.
-  """
-  o = kernel.shape[-1]
-  h, w = out_hw
-  alpha = scales.xnor_weight_scale(kernel)
-  if spec.gamma_case == 1:
-    return {"alpha": alpha}
-  if spec.gamma_case == 2:
-    return {"alpha": jnp.broadcast_to(alpha, (h, w, o))}
-  if spec.gamma_case == 3:
-    return {"alpha": alpha, "beta": jnp.ones((h, w), kernel.dtype)}
-  return {"alpha": alpha, "beta": jnp.ones((h,), kernel.dtype),
-          "gamma": jnp.ones((w,), kernel.dtype)}
-
-
-def _fold_gamma(case: int, f: dict[str, jax.Array]) -> jax.Array:
-  """Γ folded into one tensor broadcastable to the output ``(..., h_out, w_out, o)``."""
-  if case in (1, 2):
-    return f["alpha"]
-  if case == 3:
-    return f["beta"][:, :, None] * f["alpha"][None, None, :]
-  return f["beta"][:, None, None] * f["gamma"][None, :, None] * f["alpha"][None, None, :]
 
 
 def finish(y, k_map, s, bias):
@@ -175,14 +112,8 @@ class _QuantLayer(nnx.Module):
     self.kernel = (LatentWeight if spec.binary_kernel else nnx.Param)(kernel)
     self.bias = (nnx.Param(jnp.zeros((out_features,), param_dtype))
                  if use_bias else None)
-    if spec.weight_scale == "xnorpp":
-      for k, v in _init_gamma(spec, kernel, out_hw).items():
-        setattr(self, f"gamma_{k}", ScaleFactor(v))
-    if spec.weight_scale == "bonn":
-      w, mu, log_sigma = _init_bonn(kernel)
-      self.bonn_modulation = Modulation(w)
-      self.bonn_mu = PriorParam(mu)
-      self.bonn_log_sigma = PriorParam(log_sigma)
+    for name, variable in methods.for_spec(spec).init_params(spec, kernel, out_hw).items():
+      setattr(self, name, variable)
 
   def folded_scale(self) -> jax.Array | None:
     """The weight-side scale as one tensor, as used at inference.
@@ -194,14 +125,9 @@ class _QuantLayer(nnx.Module):
     (shape ``(c_out,)`` for case 1, ``(h_out, w_out, c_out)`` otherwise; dense layers
     use ``h_out = w_out = 1``). The forward pass multiplies by exactly this tensor, so
     folding changes no output bit. ``None`` when the spec has no weight scale.
+    Defined by the spec's method (:meth:`bnnjax.methods.Method.folded_scale`).
     """
-    if self.spec.weight_scale == "xnorpp":
-      factors = {k: getattr(self, f"gamma_{k}")[...]
-                 for k in ("alpha", "beta", "gamma") if hasattr(self, f"gamma_{k}")}
-      return _fold_gamma(self.spec.gamma_case, factors)
-    if self.spec.weight_scale == "bonn":
-      return 1.0 / jnp.mean(self.bonn_modulation[...])
-    return _weight_scale(self.spec, self.kernel[...])
+    return methods.for_spec(self.spec).folded_scale(self.spec, self)
 
   def _packed(self, in_hw, pads) -> bool:
     """Whether this call computes its ±1 product with the packed kernels."""
@@ -248,15 +174,16 @@ class QuantConv(_QuantLayer):
     self.strides = _pair(strides, "strides")
     self.padding = padding.upper() if isinstance(padding, str) else tuple(map(tuple, padding))
     scales._normalize_padding(self.padding, self.kernel_size, self.strides, (1, 1))
-    if spec.weight_scale == "cross_filter":
-      scales._check_group_size(out_features, spec.group_size)
+    method = methods.for_spec(spec)
+    kh, kw = self.kernel_size
+    method.check_layer(spec, kernel_shape=(kh, kw, in_features, out_features),
+                       layer=f"QuantConv({in_features} -> {out_features}, {kh}x{kw})")
     self.input_size = None if input_size is None else _pair(tuple(input_size), "input_size")
     out_hw = (1, 1)
-    if spec.weight_scale == "xnorpp" and spec.gamma_case != 1:
+    fixed = method.fixed_input_size(spec)
+    if fixed is not None:
       if self.input_size is None:
-        raise ValueError(
-            f"XNOR-Net++ gamma_case={spec.gamma_case} learns a factor per output "
-            "position: QuantConv needs input_size=(H, W).")
+        raise ValueError(f"{fixed}: QuantConv needs input_size=(H, W).")
       out_hw = conv_output_size(self.input_size, self.kernel_size, self.strides,
                                 self.padding)
     self.in_features, self.out_features = in_features, out_features
@@ -272,11 +199,11 @@ class QuantConv(_QuantLayer):
       raise ValueError(
           f"QuantConv expects NHWC input with {self.in_features} channels, got shape "
           f"{x.shape}.")
-    if (self.spec.weight_scale == "xnorpp" and self.spec.gamma_case != 1
-        and tuple(x.shape[1:3]) != self.input_size):
+    fixed = methods.for_spec(self.spec).fixed_input_size(self.spec)
+    if fixed is not None and tuple(x.shape[1:3]) != self.input_size:
       raise ValueError(
-          f"QuantConv was built for input_size={self.input_size} (XNOR-Net++ Γ case "
-          f"{self.spec.gamma_case}), got spatial size {tuple(x.shape[1:3])}.")
+          f"QuantConv was built for input_size={self.input_size} ({fixed}), got "
+          f"spatial size {tuple(x.shape[1:3])}.")
     pads = self._pads(x.shape[1:3])
     xq, wq = self._quantize(x)
     # +1 padding keeps a binary input binary, so one bit holds the border exactly.
@@ -304,8 +231,8 @@ class QuantDense(_QuantLayer):
   def __init__(self, in_features: int, out_features: int, *, use_bias: bool = True,
                spec: QuantSpec = FP, kernel_init=nnx.initializers.lecun_normal(),
                param_dtype=jnp.float32, rngs: nnx.Rngs):
-    if spec.weight_scale == "cross_filter":
-      scales._check_group_size(out_features, spec.group_size)
+    methods.for_spec(spec).check_layer(spec, kernel_shape=(in_features, out_features),
+                                       layer=f"QuantDense({in_features} -> {out_features})")
     self.in_features, self.out_features = in_features, out_features
     kernel = kernel_init(rngs.params(), (in_features, out_features), param_dtype)
     self._setup(kernel, spec, use_bias, out_features, (1, 1), param_dtype)

@@ -1,8 +1,9 @@
-"""The quantization spec of a layer and the papers' named methods as presets of it.
+"""The quantization spec of a layer, and the papers' named methods as presets of it.
 
 A :class:`QuantSpec` is a small frozen, keyword-only, hashable description of how one
 ``QuantConv``/``QuantDense`` quantizes (qwix/AQT style). Every method the papers
-compare is a preset (:func:`method_spec`):
+compare is a preset, defined in its module of :mod:`bnnjax.methods` and resolved from
+its name by :func:`bnnjax.methods.resolve` (:func:`method_spec` here):
 
 ========== ============ ============ ========================= ==========
 method     input        kernel       weight scale              K (act.)
@@ -20,13 +21,12 @@ bonn       sign         sign         1/mean(w), BONN's w, μ, σ no
 from __future__ import annotations
 
 import dataclasses
-import re
 
+from bnnjax.methods import registry
+from bnnjax.methods.base import SpecError
 from bnnjax.quant.sign import QUANTIZERS
 
-WEIGHT_SCALES = ("none", "xnor", "cross_filter", "xnorpp", "bonn")
 PAD_VALUES = (0.0, 1.0)
-GAMMA_CASES = (1, 2, 3, 4)
 # How a layer with binary input *and* kernel computes its ±1 product (config field
 # ``binary_compute``); see :mod:`bnnjax.nn.layers`.
 COMPUTES = ("float", "packed", "auto")
@@ -44,11 +44,14 @@ class QuantSpec:
     input_quantizer_kwargs: hyper-parameters of the input quantizer, as
       ``(("clip", 1.0),)`` pairs (a tuple keeps the spec hashable).
     kernel_quantizer_kwargs: same for the kernel quantizer.
-    weight_scale: ``"none"``; ``"xnor"`` (``alpha_o = mean|W_o|``, SPEC §2);
-      ``"cross_filter"`` (one ``alpha`` per ``group_size`` adjacent filters, SPEC §3);
-      ``"xnorpp"`` (XNOR-Net++ learned fused Γ of case ``gamma_case``, SPEC §4);
-      ``"bonn"`` (the layer owns BONN's modulation ``w``, ``μ`` and ``log σ`` and
-      scales its output by ``1/mean(w)``, SPEC §5).
+    weight_scale: the scale of a registered method (:func:`bnnjax.methods.for_spec`
+      finds the method, which defines it): ``none``; ``xnor``
+      (``alpha_o = mean|W_o|``, SPEC §2, :mod:`bnnjax.methods.bwn`); ``cross_filter``
+      (one ``alpha`` per ``group_size`` adjacent filters, SPEC §3,
+      :mod:`bnnjax.methods.cross_filter`); ``xnorpp`` (XNOR-Net++ learned fused Γ of
+      case ``gamma_case``, SPEC §4, :mod:`bnnjax.methods.xnorpp`); ``bonn`` (BONN's
+      modulation ``w``, ``μ`` and ``log σ``, output scaled by ``1/mean(w)``, SPEC §5,
+      :mod:`bnnjax.methods.bonn`).
     group_size: ``n`` of cross-filter compression.
     gamma_case: XNOR-Net++ Γ shape, 1-4.
     activation_scale: multiply by XNOR-Net's ``K`` map (needs a binary input).
@@ -74,35 +77,28 @@ class QuantSpec:
   compute: str = "auto"
 
   def __post_init__(self):
+    """Checks every field; raises :class:`~bnnjax.methods.SpecError` (a
+    ``ValueError``) naming the field and the allowed values."""
     for field in ("input_quantizer", "kernel_quantizer"):
       name = getattr(self, field)
       if name is not None and name not in QUANTIZERS:
-        raise ValueError(
-            f"QuantSpec.{field}={name!r} is not a known quantizer; allowed values are "
-            f"None or one of {sorted(QUANTIZERS)}.")
-    if self.weight_scale not in WEIGHT_SCALES:
-      raise ValueError(
-          f"QuantSpec.weight_scale={self.weight_scale!r}; allowed values are "
-          f"{list(WEIGHT_SCALES)}.")
-    if self.weight_scale != "none" and self.kernel_quantizer is None:
-      raise ValueError(
-          f"QuantSpec.weight_scale={self.weight_scale!r} scales a binary kernel: set "
-          "kernel_quantizer (e.g. 'ste_sign').")
-    if not isinstance(self.group_size, int) or self.group_size < 1:
-      raise ValueError(
-          f"QuantSpec.group_size={self.group_size!r}; allowed values are integers >= 1.")
-    if self.gamma_case not in GAMMA_CASES:
-      raise ValueError(
-          f"QuantSpec.gamma_case={self.gamma_case!r}; allowed values are {list(GAMMA_CASES)}.")
+        raise SpecError(field, name, " is not a known quantizer; allowed values are "
+                        f"None or one of {sorted(QUANTIZERS)}.", owner="QuantSpec")
+    for field in ("group_size", "gamma_case"):
+      value = getattr(self, field)
+      if not isinstance(value, int) or value < 1:
+        raise SpecError(field, value, "; allowed values are integers >= 1.",
+                        owner="QuantSpec")
+    registry.check_spec(self)  # the weight scale's method checks the rest
     if self.activation_scale and self.input_quantizer is None:
-      raise ValueError(
-          "QuantSpec.activation_scale=True needs a binary input: set input_quantizer.")
+      raise SpecError("activation_scale", True,
+                      " needs a binary input: set input_quantizer.", owner="QuantSpec")
     if self.compute not in COMPUTES:
-      raise ValueError(
-          f"QuantSpec.compute={self.compute!r}; allowed values are {list(COMPUTES)}.")
+      raise SpecError("compute", self.compute, f"; allowed values are {list(COMPUTES)}.",
+                      owner="QuantSpec")
     if float(self.pad_value) not in PAD_VALUES:
-      raise ValueError(
-          f"QuantSpec.pad_value={self.pad_value!r}; allowed values are 0 or 1.")
+      raise SpecError("pad_value", self.pad_value, "; allowed values are 0 or 1.",
+                      owner="QuantSpec")
 
   @property
   def binary_input(self) -> bool:
@@ -119,28 +115,18 @@ class QuantSpec:
 
 FP = QuantSpec()
 
-METHODS = ("fp", "bwn", "xnor", "bw_cf", "xnor_cf", "xnorpp", "bonn")
-_METHOD_RE = re.compile(r"^(fp|bwn|xnor_cf|bw_cf|xnorpp|xnor|bonn)(?:_?(\d+))?$")
-
-
-def _normalise(method: str) -> str:
-  return method.strip().lower().replace("xnor++", "xnorpp").replace("-", "_")
+# The built-in methods' names (``bnnjax.methods.names()`` also lists later ones).
+METHODS = registry.names()
 
 
 def parse_method(method: str) -> tuple[str, int | None]:
-  """Splits a method string into ``(name, number)``.
+  """Splits a method string into ``(name, number)``: :func:`bnnjax.methods.parse`.
 
   Case-insensitive, ``-`` read as ``_`` and ``++`` as ``pp``, so the papers' spellings
   work: ``"XNOR-CF-4"`` and ``"bw_cf2"`` give a group size, ``"xnorpp_3"`` and
   ``"XNOR++3"`` a Γ case.
   """
-  m = _METHOD_RE.match(_normalise(method))
-  if not m:
-    raise ValueError(
-        f"Unknown method {method!r}; allowed values are {list(METHODS)}, with the "
-        "group size or Γ case appended where it applies (e.g. 'xnor_cf_4', 'xnorpp_3').")
-  number = int(m.group(2)) if m.group(2) else None
-  return m.group(1), number
+  return registry.parse(method)
 
 
 def method_spec(
@@ -153,11 +139,12 @@ def method_spec(
     pad_value: float = 0.0,
     compute: str = "auto",
 ) -> QuantSpec:
-  """The :class:`QuantSpec` of a named method of the papers.
+  """The :class:`QuantSpec` of a named method of the papers:
+  :func:`bnnjax.methods.resolve` (its errors name the config fields).
 
   Args:
-    method: one of :data:`METHODS`, optionally with its number appended
-      (``"bw_cf_4"``, ``"XNOR-CF-8"``, ``"xnorpp_2"``).
+    method: a registered method name (:data:`METHODS`), optionally with its number
+      appended (``"bw_cf_4"``, ``"XNOR-CF-8"``, ``"xnorpp_2"``).
     group_size: cross-filter ``n`` (for ``bw_cf``/``xnor_cf``; required unless
       appended to the name).
     gamma_case: XNOR-Net++ case (for ``xnorpp``; required unless appended).
@@ -166,46 +153,7 @@ def method_spec(
     pad_value: border value of binary inputs (0 or 1).
     compute: how binary-input binary-kernel layers compute (``QuantSpec.compute``).
   """
-  spec = _method_spec(method, group_size=group_size, gamma_case=gamma_case,
-                      input_quantizer=input_quantizer, kernel_quantizer=kernel_quantizer,
-                      pad_value=pad_value)
-  return spec if spec.full_precision else dataclasses.replace(spec, compute=compute)
-
-
-def _method_spec(method, *, group_size, gamma_case, input_quantizer, kernel_quantizer,
-                 pad_value) -> QuantSpec:
-  name, number = parse_method(method)
-  if number is not None:
-    if name in ("bw_cf", "xnor_cf"):
-      if group_size is not None and group_size != number:
-        raise ValueError(f"method={method!r} conflicts with group_size={group_size}.")
-      group_size = number
-    elif name == "xnorpp":
-      if gamma_case is not None and gamma_case != number:
-        raise ValueError(f"method={method!r} conflicts with gamma_case={gamma_case}.")
-      gamma_case = number
-    else:
-      raise ValueError(f"method={method!r}: {name!r} takes no number.")
-  if name == "fp":
-    return FP
-  binary_in = dict(input_quantizer=input_quantizer, pad_value=pad_value)
-  if name == "bwn":
-    return QuantSpec(kernel_quantizer=kernel_quantizer, weight_scale="xnor")
-  if name == "xnor":
-    return QuantSpec(kernel_quantizer=kernel_quantizer, weight_scale="xnor",
-                     activation_scale=True, **binary_in)
-  if name in ("bw_cf", "xnor_cf"):
-    if group_size is None:
-      raise ValueError(f"method={method!r} needs group_size (cross-filter n).")
-    if name == "bw_cf":
-      return QuantSpec(kernel_quantizer=kernel_quantizer, weight_scale="cross_filter",
-                       group_size=group_size)
-    return QuantSpec(kernel_quantizer=kernel_quantizer, weight_scale="cross_filter",
-                     group_size=group_size, activation_scale=True, **binary_in)
-  if name == "bonn":
-    return QuantSpec(kernel_quantizer=kernel_quantizer, weight_scale="bonn", **binary_in)
-  # xnorpp
-  if gamma_case is None:
-    raise ValueError(f"method={method!r} needs gamma_case (1-4).")
-  return QuantSpec(kernel_quantizer=kernel_quantizer, weight_scale="xnorpp",
-                   gamma_case=gamma_case, **binary_in)
+  return registry.resolve(method, group_size=group_size, gamma_case=gamma_case,
+                          input_quantizer=input_quantizer,
+                          kernel_quantizer=kernel_quantizer, pad_value=pad_value,
+                          binary_compute=compute)

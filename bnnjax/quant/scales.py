@@ -16,13 +16,28 @@ from jax import lax
 from jax.typing import ArrayLike
 
 
-def _check_group_size(c_out: int, group_size: int) -> None:
+def group_size_error(c_out: int, group_size) -> str | None:
+  """Why ``group_size`` cannot split ``c_out`` filters into groups of adjacent
+  filters of equal size (cross-filter compression, SPEC §3), or ``None`` when it can.
+
+  The one statement of the rule: layers check it once when they are built
+  (:class:`bnnjax.methods.cross_filter.CrossFilter`), the public functions below
+  check their arguments with :func:`check_group_size`.
+  """
   if not isinstance(group_size, int) or group_size < 1:
-    raise ValueError(f"group_size must be a positive integer, got {group_size!r}.")
+    return "is not a positive integer"
   if c_out % group_size != 0:
-    raise ValueError(
-        f"Cross-filter group_size={group_size} does not divide the number of "
-        f"filters c_out={c_out}; choose a group_size that divides {c_out}.")
+    return f"does not divide the number of filters c_out={c_out}"
+  return None
+
+
+def check_group_size(c_out: int, group_size) -> None:
+  """Raises ``ValueError`` naming both numbers if :func:`group_size_error` finds a
+  problem."""
+  problem = group_size_error(c_out, group_size)
+  if problem is not None:
+    raise ValueError(f"Cross-filter group_size={group_size!r} {problem}; choose a "
+                     f"group_size that divides {c_out}.")
 
 
 def xnor_weight_scale(kernel: ArrayLike) -> jax.Array:
@@ -54,7 +69,9 @@ def cross_filter_scale(kernel: ArrayLike, group_size: int) -> jax.Array:
   # All filters have the same size, so the group's mean |W| is the mean of the
   # filters' means; computing it that way makes group_size=1 bit-identical to
   # xnor_weight_scale (no different float reduction order).
-  return cross_filter_from_filterwise(xnor_weight_scale(kernel), group_size)
+  kernel = jnp.asarray(kernel)
+  check_group_size(kernel.shape[-1], group_size)
+  return group_shared(xnor_weight_scale(kernel), group_size)
 
 
 def cross_filter_from_filterwise(alpha: ArrayLike, group_size: int) -> jax.Array:
@@ -74,8 +91,19 @@ def cross_filter_from_filterwise(alpha: ArrayLike, group_size: int) -> jax.Array
   alpha = jnp.asarray(alpha)
   if alpha.ndim != 1:
     raise ValueError(f"alpha must have shape (c_out,), got shape {alpha.shape}.")
+  check_group_size(alpha.shape[0], group_size)
+  return group_shared(alpha, group_size)
+
+
+def group_shared(alpha: ArrayLike, group_size: int) -> jax.Array:
+  """Each filter's group mean ``(1/n) Σ_{i∈G_g} alpha_i``, shape ``(c_out,)``.
+
+  The computation of :func:`cross_filter_from_filterwise` without its argument
+  check, for layers, which checked ``group_size`` once when they were built
+  (:func:`group_size_error`); ``group_size`` must divide ``c_out``.
+  """
+  alpha = jnp.asarray(alpha)
   c_out = alpha.shape[0]
-  _check_group_size(c_out, group_size)
   shared = jnp.mean(alpha.reshape(c_out // group_size, group_size), axis=1)
   return jnp.repeat(shared, group_size)
 

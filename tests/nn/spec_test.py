@@ -43,7 +43,7 @@ def test_bad_spec_names_field(kwargs, match):
 
 
 @pytest.mark.parametrize("method,match", [
-    ("xnorr", "Unknown method"), ("bw_cf", "group_size"), ("xnorpp", "gamma_case"),
+    ("xnorr", "not a known method"), ("bw_cf", "group_size"), ("xnorpp", "gamma_case"),
     ("bwn_2", "takes no number"), ("xnorpp_7", "gamma_case")])
 def test_bad_methods(method, match):
   with pytest.raises(ValueError, match=match):
