@@ -43,6 +43,11 @@ output ``h × w × o`` (a dense layer is the case ``kh = kw = h = w = 1``, ``c =
   ``N_W = kh·kw``. Full-precision layers are 1; layers with full-precision input
   (BWN, BW-CF) have no formula in the seeds: ``None``.
 
+The method-specific counts (analytic scales stored, scale multiplications, the
+speed-up formula) are asked of the layer's method
+(:meth:`bnnjax.methods.Method.stored_scales`, ``scale_mults``, ``speedup``); the rules
+above are the built-in methods' answers.
+
 Output shapes come from an abstract forward pass (``jax.eval_shape``): nothing is
 computed, so it is cheap for any input size.
 """
@@ -60,16 +65,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from bnnjax.analysis import speedup
-from bnnjax.nn.layers import ClassCenter
+from bnnjax import methods
 from bnnjax.nn.layers import LatentWeight
-from bnnjax.nn.layers import Modulation
-from bnnjax.nn.layers import PriorParam
 from bnnjax.nn.layers import QuantConv
 from bnnjax.nn.layers import QuantDense
 from bnnjax.nn.spec import QuantSpec
-
-_TRAINING_ONLY = (Modulation, PriorParam, ClassCenter)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,8 +79,9 @@ class LayerSummary:
   Attributes:
     name: path of the module in the model, e.g. ``"blocks/0/unit1/conv"``.
     kind: class name (``"QuantConv"``, ``"QuantDense"``, ``"BatchNorm"``, ...).
-    method: the layer's quantization, e.g. ``"fp"``, ``"xnor"``, ``"bw_cf_4"``,
-      ``"xnorpp_3"``, ``"bonn"``; ``""`` for layers without a ``QuantSpec``.
+    method: the layer's quantization, its method's label
+      (:func:`bnnjax.methods.label`: e.g. ``fp``, ``xnor``, ``bw_cf_4``, ``xnorpp_3``,
+      ``bonn``); ``""`` for layers without a ``QuantSpec``.
     input_precision: bits of the layer's input (1 for a binary input), or ``None``
       for layers without MACs.
     output_shape: output shape without the batch axis; ``None`` if never called.
@@ -303,28 +304,9 @@ def _format_table(header, rows, total) -> str:
 def spec_label(spec: QuantSpec) -> str:
   """A short name for a spec, the :func:`bnnjax.nn.method_spec` name where one fits
   (``"xnor"``, ``"bw_cf_4"``, ``"xnorpp_3"``, ...); other combinations get a
-  descriptive label (e.g. ``"sign"`` for binary input and kernel without scale)."""
-  if spec.full_precision:
-    return "fp"
-  if not spec.binary_kernel:
-    return "bin_input"
-  ws = spec.weight_scale
-  if ws == "none":
-    label = "sign" if spec.binary_input else "bw_sign"
-  elif ws == "xnor":
-    label = "xnor" if spec.binary_input else "bwn"
-  elif ws == "cross_filter":
-    label = f"{'xnor' if spec.binary_input else 'bw'}_cf_{spec.group_size}"
-  elif ws == "xnorpp":
-    label = f"xnorpp_{spec.gamma_case}"
-  else:
-    label = "bonn"
-  preset_k = ws in ("xnor", "cross_filter") and spec.binary_input
-  if spec.activation_scale and not preset_k:
-    label += "+K"
-  elif preset_k and not spec.activation_scale:
-    label += "-K"
-  return label
+  descriptive label (e.g. ``"sign"`` for binary input and kernel without scale).
+  Each method labels its own specs (:func:`bnnjax.methods.label`)."""
+  return methods.label(spec)
 
 
 # ---------------------------------------------------------------------- tracing
@@ -332,8 +314,14 @@ def _direct_variables(module: nnx.Module) -> list[tuple[str, nnx.Variable]]:
   return [(k, v) for k, v in vars(module).items() if isinstance(v, nnx.Variable)]
 
 
+def _training_only(v: nnx.Variable) -> bool:
+  """Whether ``v`` is a variable only training needs (BONN's ``w``, ``μ``, ``σ``,
+  class centres: the methods' :attr:`~bnnjax.methods.Method.training_only_variables`)."""
+  return isinstance(v, methods.training_only_variables())
+
+
 def _owns_parameters(module: nnx.Module) -> bool:
-  return any(isinstance(v, (nnx.Param, nnx.BatchStat, ClassCenter))
+  return any(isinstance(v, (nnx.Param, nnx.BatchStat)) or _training_only(v)
              for _, v in _direct_variables(module))
 
 
@@ -459,17 +447,13 @@ def _quant_layer(name, layer, shapes, L, gamma) -> LayerSummary:
   for _, v in _direct_variables(layer):
     if v is kernel:
       continue
-    if isinstance(v, _TRAINING_ONLY):
+    if _training_only(v):
       training_only += _size(v)
     elif isinstance(v, (nnx.Param, nnx.BatchStat)):  # bias, Γ factors
       add(_bits(v), _size(v))
-  ws = spec.weight_scale
-  if ws == "xnor":
-    add(float_bits, o)
-  elif ws == "cross_filter":
-    add(float_bits, o // spec.group_size)
-  elif ws == "bonn":
-    add(float_bits, 1)
+  method = methods.for_spec(spec)
+  shape = methods.LayerShape(kh=kh, kw=kw, c=c, o=o, h_in=h_in, w_in=w_in, h=h, w=w)
+  add(float_bits, method.stored_scales(spec, shape))
 
   in_bits = 1 if spec.binary_input else float_bits
   k_bits = 1 if spec.binary_kernel else float_bits
@@ -477,34 +461,22 @@ def _quant_layer(name, layer, shapes, L, gamma) -> LayerSummary:
   binary = spec.binary_input and spec.binary_kernel
   macs_by = {max(in_bits, k_bits): macs} if macs else {}
   binary_ops = pixels * o * math.ceil(kh * kw * c / L) if binary else 0
-  if ws in ("xnor", "xnorpp", "bonn"):
-    scale_mults = pixels * o
-  elif ws == "cross_filter":
-    scale_mults = pixels * o // spec.group_size
-  else:
-    scale_mults = 0
+  scale_mults = method.scale_mults(spec, shape)
   if spec.activation_scale:
     k_mults = (h_in * w_in + pixels + pixels * o) if is_conv else 1 + o
   else:
     k_mults = 0
   fp_mults = (macs if spec.full_precision else 0) + scale_mults + k_mults
 
-  area = kh * kw
   if binary:
-    if ws == "cross_filter":
-      s, formula = speedup.cf_speedup(spec.group_size, c, area, L=L, gamma=gamma), (
-          f"S_CF(n={spec.group_size})")
-    elif ws == "xnorpp":
-      s, formula = speedup.xnorpp_speedup_ours(kw, kh, o), "XNOR-Net++ S_OURS"
-    else:
-      s, formula = speedup.xnor_speedup(c, area, L=L), "XNOR-Net"
+    s, formula = method.speedup(spec, shape, L=L, gamma=gamma)
   elif spec.full_precision:
     s, formula = 1.0, "full precision"
   else:
     s, formula = None, "no formula (full-precision input)"
   memory = sum(b * n for b, n in params.items()) / 8
   return LayerSummary(
-      name=name, kind=type(layer).__name__, method=spec_label(spec),
+      name=name, kind=type(layer).__name__, method=method.label(spec),
       input_precision=in_bits, output_shape=tuple(out_shape[1:]),
       params_by_bits=params, training_only_params=training_only, memory_bytes=memory,
       macs_by_precision=macs_by, binary_ops=binary_ops, scale_mults=scale_mults,
@@ -515,7 +487,7 @@ def _other_layer(name, module, shapes, notes) -> LayerSummary:
   params: dict[int, int] = {}
   training_only = 0
   for _, v in _direct_variables(module):
-    if isinstance(v, _TRAINING_ONLY):
+    if _training_only(v):
       training_only += _size(v)
     elif isinstance(v, (nnx.Param, nnx.BatchStat)):
       b = 1 if isinstance(v, LatentWeight) else _bits(v)

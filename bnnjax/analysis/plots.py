@@ -26,6 +26,7 @@ import jax
 import numpy as np
 from flax import nnx
 
+from bnnjax import methods
 from bnnjax.nn.layers import QuantConv
 from bnnjax.nn.layers import QuantDense
 from bnnjax.quant import scales
@@ -47,7 +48,8 @@ def scaling_factors(model: nnx.Module, *, include_fp: bool = False
   latent kernel — the quantity the cross-filter paper histograms (§6.1) and
   averages over groups (§4.4, Eq. 16) — for every layer with a binary kernel. For
   XNOR-Net++ layers it is the learned ``α`` of ``Γ`` instead (flattened; case 2's
-  ``α`` has one value per output position and filter).
+  ``α`` has one value per output position and filter): each method says which factors
+  it shows (:meth:`bnnjax.methods.Method.filter_scales`).
 
   Args:
     model: an NNX model (e.g. from :func:`bnnjax.train.load_trained`).
@@ -62,10 +64,7 @@ def scaling_factors(model: nnx.Module, *, include_fp: bool = False
       continue
     if not (m.spec.binary_kernel or include_fp):
       continue
-    if m.spec.weight_scale == "xnorpp":
-      alpha = m.gamma_alpha.get_value()
-    else:
-      alpha = scales.xnor_weight_scale(m.kernel.get_value())
+    alpha = methods.for_spec(m.spec).filter_scales(m.spec, m)
     out[_path_str(path)] = np.asarray(jax.device_get(alpha), np.float64).ravel()
   if not out:
     raise ValueError(
