@@ -9,12 +9,13 @@ variables of the model in place (e.g. BONN's class centres): those updates are k
 after the step and no gradient flows through them.
 
 Terms are built from ``config.loss_terms``, a mapping ``name -> {"weight": w, ...}``,
-through the :data:`LOSS_TERMS` registry; new terms register a builder there. A builder
-``(model, config, ctx, **kwargs)`` runs before the model is split for training, so it
-may attach variables the term needs (BONN's feature prior) to the model.
+through the :data:`LOSS_TERMS` registry (new general terms register a builder there)
+and the terms the quantization methods bring (:attr:`bnnjax.methods.Method.loss_terms`).
+A builder runs before the model is split for training, so it may attach variables the
+term needs (BONN's feature prior) to the model.
 
-BONN (SPEC §5) is two terms: ``bayesian_kernel`` (weight ``λ/2``) and
-``bayesian_feature`` (weight ``θ/2``), giving the paper's Eq. 10
+BONN (SPEC §5, :mod:`bnnjax.methods.bonn`) brings two terms: ``bayesian_kernel``
+(weight ``λ/2``) and ``bayesian_feature`` (weight ``θ/2``), giving the paper's Eq. 10
 ``CE + (λ/2)·Σ_layers L_K + (θ/2)·mean L_F``.
 """
 
@@ -26,6 +27,8 @@ from typing import Any, Callable, Mapping
 import jax
 import jax.numpy as jnp
 from flax import nnx
+
+from bnnjax import methods
 
 LossFn = Callable[[nnx.Module, Mapping[str, jax.Array], Mapping[str, jax.Array]],
                   jax.Array]
@@ -68,60 +71,30 @@ def l2_term(*, weight: float, variable_type: str = "Param") -> LossTerm:
   return LossTerm("l2", weight, fn)
 
 
-def bonn_layers(model) -> list:
-  """The layers of ``model`` whose spec is BONN's (``weight_scale="bonn"``)."""
-  return [m for _, m in nnx.iter_modules(model)
-          if getattr(getattr(m, "spec", None), "weight_scale", None) == "bonn"]
-
-
-def bayesian_kernel_term(model, *, weight: float, nu: float = 1e-4) -> LossTerm:
-  """``Σ_layers L_K`` over the model's BONN layers (:func:`bayesian_kernel_loss`)."""
-  from bnnjax.losses import bayesian_kernel_loss
-  if not bonn_layers(model):
-    raise ValueError(
-        "config.loss_terms.bayesian_kernel needs BONN layers: set config.method='bonn'.")
-
-  def fn(model, batch, outputs):
-    return sum((bayesian_kernel_loss(l.kernel[...], l.bonn_modulation[...],
-                                     l.bonn_mu[...], l.bonn_log_sigma[...], nu=nu)
-                for l in bonn_layers(model)), jnp.zeros(()))
-  return LossTerm("bayesian_kernel", weight, fn)
-
-
-def bayesian_feature_term(model, ctx: LossContext, *, weight: float,
-                          center_rate: float = 0.5, start_epoch: float = 0.0) -> LossTerm:
-  """``mean_m L_F`` on the features entering the classifier, with class centres
-  updated by the center-loss rule every training step (outside the gradient).
-
-  Attaches a :class:`bnnjax.nn.FeaturePrior` to the model as ``bonn_feature_prior``.
-  ``start_epoch > 0`` switches the term on only from that epoch (BONN uses the feature
-  loss only while fine-tuning WRN); before it the term's value is 0, centres still
-  follow the features.
-  """
-  from bnnjax import nn
-  from bnnjax.losses import bayesian_feature_loss, update_centers
-  x = jnp.zeros((1, *ctx.input_shape), jnp.float32)
-  _, feats = nnx.eval_shape(lambda m: m(x, return_features=True), model)
-  model.bonn_feature_prior = nn.FeaturePrior(ctx.num_classes, feats.shape[-1])
-  start_step = int(round(start_epoch * ctx.steps_per_epoch))
-
-  def fn(model, batch, outputs):
-    prior = model.bonn_feature_prior
-    value = jnp.mean(bayesian_feature_loss(outputs["features"], batch["label"],
-                                           prior.centers[...], prior.log_sigma[...]))
-    prior.centers[...] = update_centers(prior.centers[...], outputs["features"],
-                                        batch["label"], center_rate)
-    return jnp.where(outputs["step"] >= start_step, value, 0.0)
-  return LossTerm("bayesian_feature", weight, fn)
+def method_term(name: str, model, ctx: LossContext, *, weight: float,
+                **kwargs) -> LossTerm:
+  """The loss term ``name`` of a quantization method (e.g. BONN's
+  ``bayesian_kernel``), built by the method's builder with ``kwargs``."""
+  return LossTerm(name, weight, methods.loss_terms()[name](model, ctx, **kwargs))
 
 
 # name -> builder(model, config, ctx, **term_config) -> LossTerm
 LOSS_TERMS: dict[str, Callable[..., LossTerm]] = {
     "l2": lambda model, config, ctx, **kw: l2_term(**kw),
-    "bayesian_kernel": lambda model, config, ctx, **kw: bayesian_kernel_term(model, **kw),
-    "bayesian_feature": lambda model, config, ctx, **kw: bayesian_feature_term(
-        model, ctx, **kw),
 }
+
+
+def _method_builder(name: str) -> Callable[..., LossTerm]:
+  def build(model, config, ctx, **kwargs):
+    return method_term(name, model, ctx, **kwargs)
+  return build
+
+
+def _builders() -> dict[str, Callable[..., LossTerm]]:
+  """:data:`LOSS_TERMS` and the registered methods' terms."""
+  out = {name: _method_builder(name) for name in methods.loss_terms()}
+  out.update(LOSS_TERMS)
+  return out
 
 
 def build_loss_terms(model, config, ctx: LossContext) -> list[LossTerm]:
@@ -129,17 +102,18 @@ def build_loss_terms(model, config, ctx: LossContext) -> list[LossTerm]:
   spec: Mapping[str, Any] = config.get("loss_terms", None) or {}
   if hasattr(spec, "to_dict"):  # resolves FieldReferences such as weight = λ/2
     spec = spec.to_dict()
+  builders = _builders()
   terms = []
   for name, kwargs in dict(spec).items():
-    if name not in LOSS_TERMS:
+    if name not in builders:
       raise ValueError(
           f"config.loss_terms has unknown term {name!r}; allowed values are "
-          f"{sorted(LOSS_TERMS)}.")
+          f"{sorted(builders)}.")
     kwargs = dict(kwargs or {})
     if "weight" not in kwargs:
       raise ValueError(f"config.loss_terms.{name} needs a 'weight'.")
     try:
-      terms.append(LOSS_TERMS[name](model, config, ctx, **kwargs))
+      terms.append(builders[name](model, config, ctx, **kwargs))
     except TypeError as e:
       raise ValueError(f"config.loss_terms.{name}: {e}") from e
   return terms

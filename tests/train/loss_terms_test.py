@@ -86,9 +86,9 @@ def test_bonn_terms_sum_layers_and_update_centres():
 
 def test_feature_term_waits_for_start_epoch():
   model = TinyBonn()
-  term = loss_terms.bayesian_feature_term(
-      model, loss_terms.LossContext((5, 5, 1), 3, steps_per_epoch=10), weight=1.0,
-      start_epoch=2.0)
+  term = loss_terms.method_term(
+      "bayesian_feature", model, loss_terms.LossContext((5, 5, 1), 3, steps_per_epoch=10),
+      weight=1.0, start_epoch=2.0)
   x = jnp.ones((1, 5, 5, 1))
   feats = model(x, return_features=True)[1]
   out = lambda step: float(term.fn(model, {"label": jnp.array([1])},
