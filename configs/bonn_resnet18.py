@@ -8,17 +8,17 @@ Default: embedded MNIST, a narrow ResNet-18 (width 16), two epochs on a 2-core C
 Adam 2e-3 (``w``: 2e-4, the paper's 1:10 ratio). ``:paper``: ImageNet, width 64, SGD
 momentum 0.9, weight decay 1e-4, lr 0.1 (``w``: 0.01), ÷10 every 30 epochs, 70 epochs.
 Other arguments: ``dataset=fashion_mnist``; ``method=xnor`` (or any other
-``bnnjax.nn.method_spec`` name) drops BONN for that method.
+``bnnjax.methods`` name) drops BONN for that method.
 """
 
+from bnnjax.methods import bonn
 from configs import common
 
 
 def get_config(arg=None):
-  args = common.parse_arg(arg, paper=False, dataset="", method="bonn")
+  args = common.parse_arg(arg, paper=False, dataset="", method=bonn.NAME)
   c = common.base_config()
   c.model_name = "resnet18"
-  c.method = args.method
   if args.paper:
     common.imagenet_paper(c, batch_size=256, epochs=70.0, optimizer="sgd", lr=0.1,
                           weight_decay=1e-4, decay_every_epochs=30.0)
@@ -26,8 +26,10 @@ def get_config(arg=None):
     c.model_kwargs.width = 64
   else:
     common.small_cpu_default(c, epochs=2.0, width=16)
-  if args.method == "bonn":
-    common.add_bonn(c, w_lr=c.lr / 10)
+  if common.is_bonn(args.method):
+    common.add_bonn(c, w_lr=c.lr / 10)  # sets c.method
+  else:
+    c.method = args.method
   if args.dataset:
     c.dataset = args.dataset
   return c
@@ -36,8 +38,8 @@ def get_config(arg=None):
 def sweep(add, arg=None):
   """BONN Table 2 and the λ study (§3.2): λ ∈ {0, 1e-5, 1e-4, 1e-3} × θ ∈ {0, 1e-3}
   (``python -m experiments.sweep --config=configs/bonn_resnet18.py --workdir=...``)."""
-  args = common.parse_arg(arg, paper=False, dataset="", method="bonn")
-  if args.method != "bonn":
+  args = common.parse_arg(arg, paper=False, dataset="", method=bonn.NAME)
+  if not common.is_bonn(args.method):
     raise ValueError(f"Config argument method={args.method!r}: the sweep varies BONN's "
                      "λ and θ, so it needs method=bonn.")
   for lam in (0.0, 1e-5, 1e-4, 1e-3):

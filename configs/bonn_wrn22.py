@@ -17,14 +17,14 @@ per-weight normalisation makes that pull strong whatever λ is; the paper trains
 epochs with SGD. See ``benchmarks/bonn_ablation.py``.
 """
 
+from bnnjax.methods import bonn
 from configs import common
 
 
 def get_config(arg=None):
-  args = common.parse_arg(arg, paper=False, wide=False, dataset="", method="bonn")
+  args = common.parse_arg(arg, paper=False, wide=False, dataset="", method=bonn.NAME)
   c = common.base_config()
   c.model_name = "wrn22"
-  c.method = args.method
   if args.wide:
     c.model_kwargs.widths = (64, 64, 128, 256)
     c.model_kwargs.dropout = 0.3
@@ -43,9 +43,11 @@ def get_config(arg=None):
     c.checkpoint_every_steps = 2000
   else:
     common.small_cpu_default(c)
-  if args.method == "bonn":
-    common.add_bonn(c, w_lr=c.lr / 10,
+  if common.is_bonn(args.method):
+    common.add_bonn(c, w_lr=c.lr / 10,  # sets c.method
                     feature_start_epoch=140.0 if args.paper else 0.5)
+  else:
+    c.method = args.method
   if args.dataset:
     c.dataset = args.dataset
   return c

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import ml_collections
 
+from bnnjax import methods
+from bnnjax.methods import bonn
+
 
 def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
   """Parses ``"k1=v1,flag"`` into a ConfigDict over ``defaults`` (values typed like them).
@@ -53,7 +56,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.num_test_examples = ml_collections.FieldReference(None, field_type=int)
   c.image_size = ml_collections.FieldReference(None, field_type=int)
   c.augment = True  # the dataset's training augmentation (CIFAR crop+flip, ImageNet RRC)
-  # Model and quantization method (bnnjax.nn.method_spec names).
+  # Model and quantization method (bnnjax.methods names, resolved by methods.resolve).
   c.model_name = "resnet18"
   c.model_kwargs = ml_collections.ConfigDict()
   c.method = "xnor"
@@ -101,19 +104,27 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
-CF_METHODS = ("bw_cf", "xnor_cf")
+def group_size_methods() -> tuple[str, ...]:
+  """The methods whose number is a group size (cross-filter's ``bw_cf``, ``xnor_cf``)."""
+  return methods.names(number_field="group_size")
+
+
+def takes_group_size(method: str) -> bool:
+  """Whether ``method`` (without a number appended) needs ``c.group_size``."""
+  name, number = methods.parse(method)
+  return number is None and methods.get(name).number_field == "group_size"
 
 
 def set_method(c: ml_collections.ConfigDict, method: str, n: int = 0) -> None:
   """Sets ``c.method`` (and ``c.group_size`` for cross-filter methods from ``n``)."""
   c.method = method
-  if method in CF_METHODS:
+  if takes_group_size(method):
     if n < 1:
       raise ValueError(f"Config argument n={n}: method={method!r} needs n >= 1.")
     c.group_size = n
   elif n:
-    raise ValueError(f"Config argument n={n} applies only to {list(CF_METHODS)}, "
-                     f"not method={method!r}.")
+    raise ValueError(f"Config argument n={n} applies only to "
+                     f"{list(group_size_methods())}, not method={method!r}.")
 
 
 def imagenet_paper(c: ml_collections.ConfigDict, *, batch_size: int, epochs: float,
@@ -145,7 +156,7 @@ def cross_filter_config(arg, *, model_name: str, small_kwargs: dict,
   c = base_config()
   c.model_name = model_name
   # n defaults to 2 for the cross-filter methods; given for another method, it errs.
-  set_method(c, args.method, args.n or (2 if args.method in CF_METHODS else 0))
+  set_method(c, args.method, args.n or (2 if takes_group_size(args.method) else 0))
   c.quantize_first = args.first
   c.quantize_last = args.last
   if args.paper:
@@ -164,14 +175,14 @@ def cross_filter_sweep(add, arg, *, ns: tuple[int, ...] = (1, 2, 4, 8, 16)) -> N
   ``method=bw_cf`` or ``method=xnor_cf`` in ``arg`` sweeps that method only; the
   other arguments of the config (``paper``, ``dataset``) apply to every point."""
   args = parse_arg(arg, method="", n=0, paper=False, first=False, last=False, dataset="")
-  if args.method and args.method not in CF_METHODS:
+  if args.method and not takes_group_size(args.method):
     raise ValueError(f"Config argument method={args.method!r}: the sweep varies n, so "
-                     f"it needs one of {list(CF_METHODS)} (or none for both).")
-  methods = [args.method] if args.method else list(CF_METHODS)
-  for method in methods:
+                     f"it needs one of {list(group_size_methods())} (or none for both).")
+  swept = [args.method] if args.method else list(group_size_methods())
+  for method in swept:
     for n in ns:
       add(name=f"{method}_{n}", method=method, group_size=n)
-  for method in methods:
+  for method in swept:
     add(name=f"{method}_2_first_last", method=method, group_size=2,
         quantize_first=True, quantize_last=True)
 
@@ -179,14 +190,15 @@ def cross_filter_sweep(add, arg, *, ns: tuple[int, ...] = (1, 2, 4, 8, 16)) -> N
 def add_bonn(c: ml_collections.ConfigDict, *, lam: float = 1e-4, theta: float = 1e-3,
              nu: float = 1e-4, w_lr: float, center_rate: float = 0.5,
              feature_start_epoch: float = 0.0) -> None:
-  """BONN (SPEC §5): ``method="bonn"``, the kernel and feature loss terms with
-  weights ``λ/2`` and ``θ/2``, and the modulation ``w``'s own learning rate.
+  """BONN (SPEC §5, :mod:`bnnjax.methods.bonn`): ``method=bonn``, the kernel and
+  feature loss terms with weights ``λ/2`` and ``θ/2``, and the modulation ``w``'s own
+  learning rate (``group_lr.Modulation``).
 
   ``bonn_lambda``, ``bonn_theta``, ``bonn_nu``, ``bonn_center_rate`` and
   ``bonn_feature_start_epoch`` are config fields; the loss terms refer to them, so
   ``--config.bonn_lambda=0`` switches the kernel loss off.
   """
-  c.method = "bonn"
+  c.method = bonn.NAME
   c.bonn_lambda = lam
   c.bonn_theta = theta
   c.bonn_nu = nu
@@ -198,8 +210,13 @@ def add_bonn(c: ml_collections.ConfigDict, *, lam: float = 1e-4, theta: float = 
       "weight": c.get_ref("bonn_theta") * 0.5,
       "center_rate": c.get_ref("bonn_center_rate"),
       "start_epoch": c.get_ref("bonn_feature_start_epoch")})
-  c.group_lr.Modulation = w_lr
+  c.group_lr[bonn.Modulation.__name__] = w_lr
   c.histogram_every_steps = 200
+
+
+def is_bonn(method: str) -> bool:
+  """Whether ``method`` is BONN (any spelling)."""
+  return methods.get(method) is bonn.METHOD
 
 
 def small_cpu_default(c: ml_collections.ConfigDict, *, epochs: float = 1.0,
