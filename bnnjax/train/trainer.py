@@ -31,6 +31,7 @@ from flax import nnx
 from tqdm import tqdm
 
 from bnnjax import data as data_lib
+from bnnjax import methods
 from bnnjax import models
 from bnnjax import nn
 from bnnjax.analysis import diagnostics
@@ -60,26 +61,19 @@ class TrainState:
 
 # ----------------------------------------------------------------------------- set-up
 def quant_spec(config) -> nn.QuantSpec:
-  """The layers' :class:`QuantSpec` from ``config.method`` and its options."""
-  kw = {}
-  for field in ("group_size", "gamma_case", "input_quantizer", "kernel_quantizer",
-                "pad_value"):
-    if config.get(field, None) is not None:
-      kw[field] = config[field]
-  compute = config.get("binary_compute", None)
-  if compute is not None:
-    if compute not in nn.COMPUTES:
-      raise ValueError(f"config.binary_compute={compute!r}; allowed values are "
-                       f"{list(nn.COMPUTES)}.")
-    kw["compute"] = compute
-  try:
-    return nn.method_spec(config.method, **kw)
-  except ValueError as e:
-    raise ValueError(f"config.method={config.method!r}: {e}") from e
+  """The layers' :class:`QuantSpec` from ``config.method`` and its options
+  (:func:`bnnjax.methods.from_config`; errors name the config field)."""
+  return methods.from_config(config)
 
 
 def build_model(config, info: data_lib.DatasetInfo) -> nnx.Module:
-  """The model named ``config.model_name``; configuration errors name their field."""
+  """The model named ``config.model_name``, its layers quantized by the spec resolved
+  once from ``config.method``; configuration errors name their field.
+
+  A method's parameter that does not fit a layer (a cross-filter group size that does
+  not divide its filters) is a :class:`bnnjax.methods.SpecError`, reported under the
+  config field that set it (:func:`bnnjax.methods.config_error`).
+  """
   spec = quant_spec(config)
   kwargs = dict(config.get("model_kwargs", None) or {})
   try:
@@ -88,13 +82,8 @@ def build_model(config, info: data_lib.DatasetInfo) -> nnx.Module:
         spec=spec, quantize_first=config.get("quantize_first", False),
         quantize_last=config.get("quantize_last", False),
         rngs=nnx.Rngs(params=config.seed, dropout=config.seed + 1), **kwargs)
-  except ValueError as e:
-    msg = str(e)
-    if "group_size" in msg and "config." not in msg:
-      field = (f"config.group_size={config.group_size}" if config.get("group_size")
-               else f"config.method={config.method!r}")
-      msg = f"{field}: {msg}"
-    raise ValueError(msg) from e
+  except methods.SpecError as e:
+    raise methods.config_error(e, config) from e
 
 
 @dataclasses.dataclass(frozen=True)
