@@ -46,6 +46,7 @@ from bnnjax import models
 from bnnjax import nn
 from bnnjax.kernels import float_conv
 from bnnjax.nn import layers as layers_lib
+from bnnjax.tree_paths import path_name
 
 FORMAT = "bnnjax.packed/2"
 META_KEY = "__meta__"
@@ -257,18 +258,13 @@ def _derived(key: str) -> bool:
   return "/kernel_words" in key or "/tap_sums" in key
 
 
-def _key(path) -> str:
-  return "/".join(str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k))))
-                  for k in path)
-
-
 def _flat_state(model) -> list[tuple[str, jax.Array]]:
   # Inference needs parameters and batch statistics, not RNG state or BONN's priors.
   state = nnx.state(model, nnx.Not(nnx.RngState))
   leaves = jax.tree_util.tree_leaves_with_path(state)
-  return [(_key(p), v) for p, v in leaves
+  return [(path_name(p), v) for p, v in leaves
           if not any(str(getattr(k, "key", "")).startswith("bonn_") for k in p)
-          and "centers" not in _key(p) and "prior" not in _key(p)]
+          and "centers" not in path_name(p) and "prior" not in path_name(p)]
 
 
 def save(model: nnx.Module, path: str, *, build_args: dict | None = None,
@@ -300,7 +296,7 @@ def save(model: nnx.Module, path: str, *, build_args: dict | None = None,
       continue
     arrays[key] = np.asarray(leaf)
   for p, layer in packed_layers(model):
-    name = "/".join(map(str, p))
+    name = path_name(p)
     bits = kernels.unpack_bits(layer.kernel_words[...], layer.kernel_shape[layer.kernel_axis],
                                axis=layer.kernel_axis, dtype=jnp.int32)
     arrays[f"{name}/kernel_bits"] = pack_sign_stream(np.asarray(bits))
@@ -338,7 +334,7 @@ def load(path: str, *, with_meta: bool = False):
     arrays = {k: f[k] for k in f.files if k != META_KEY}
   model = pack_model(models.build_model(meta["build_args"]))
   for p, layer in packed_layers(model):
-    name = "/".join(map(str, p))
+    name = path_name(p)
     bits = unpack_sign_stream(arrays.pop(f"{name}/kernel_bits"), meta["kernel_shapes"][name])
     layer.kernel_words[...] = kernels.pack_bits(bits, axis=layer.kernel_axis)
     if getattr(layer, "tap_sums", None) is not None:
@@ -350,7 +346,7 @@ def load(path: str, *, with_meta: bool = False):
     raise _not_packed(path, f"missing arrays {missing[:5]}")
 
   def replace(p, v):
-    key = _key(p)
+    key = path_name(p)
     return jnp.asarray(arrays[key], v.dtype) if key in arrays else v
   nnx.update(model, jax.tree_util.tree_map_with_path(replace, state))
   return (model, meta) if with_meta else model

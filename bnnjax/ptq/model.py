@@ -30,6 +30,7 @@ from bnnjax.nn.layers import QuantDense
 from bnnjax.ptq.quantizers import Quantized
 from bnnjax.ptq.quantizers import check_args
 from bnnjax.ptq.quantizers import quantize_arrays
+from bnnjax.tree_paths import path_name  # ptq.path_name: a tensor's name in the reports
 
 GROUPS: tuple[str, ...] = ("conv", "dense", "bias", "batch_norm", "batch_stats")
 DEFAULT_GROUPS: tuple[str, ...] = ("conv", "dense", "bias", "batch_norm")
@@ -37,11 +38,6 @@ GRANULARITIES: tuple[str, ...] = ("per_tensor", "per_channel")
 
 _CONV = (QuantConv, nnx.Conv)
 _DENSE = (QuantDense, nnx.Linear)
-
-
-def path_name(path: Sequence) -> str:
-  """``("blocks", 0, "unit1", "conv", "kernel")`` → ``"blocks/0/unit1/conv/kernel"``."""
-  return "/".join(str(p) for p in path)
 
 
 def parameter_groups(model: nnx.Module) -> dict[tuple, str]:

@@ -30,7 +30,10 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from bnnjax.train.parallel import is_main_process
+from bnnjax.train.parallel import is_prng_key
 from bnnjax.train.parallel import to_host
+from bnnjax.tree_paths import key_name
+from bnnjax.tree_paths import path_name
 
 ITEMS = ("params", "rest", "opt_state", "step")
 LEGACY_ITEM = "default"
@@ -40,23 +43,12 @@ class CheckpointError(RuntimeError):
   """No checkpoint of the workdir could be restored."""
 
 
-def _is_key(x) -> bool:
-  return isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
-
-
-def _key_name(entry) -> str:
-  for attr in ("key", "name", "idx"):
-    if hasattr(entry, attr):
-      return str(getattr(entry, attr))
-  return str(entry)
-
-
 def _paths(tree) -> list[tuple[tuple[str, ...], object]]:
   """``(path, leaf)`` for every leaf; a path is a tuple of names (nnx's ``value`` of a
   Variable dropped)."""
   out = []
   for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
-    names = tuple(_key_name(p) for p in path)
+    names = tuple(key_name(p) for p in path)
     if len(names) > 1 and names[-1] in ("value", "raw_value"):
       names = names[:-1]
     out.append((names or ("value",), leaf))
@@ -85,12 +77,12 @@ def _from_nested(nested: dict, like):
     node = nested
     for n in names:
       node = node[n]
-    out.append(_convert(np.asarray(node), ref, "/".join(names)))
+    out.append(_convert(np.asarray(node), ref, path_name(names)))
   return jax.tree.unflatten(treedef, out)
 
 
 def _convert(arr, ref, name: str):
-  if _is_key(ref):
+  if is_prng_key(ref):
     return jax.random.wrap_key_data(jnp.asarray(arr), impl=jax.random.key_impl(ref))
   if tuple(arr.shape) != tuple(ref.shape):
     raise ValueError(

@@ -71,7 +71,9 @@ def check_batch_size(batch_size: int, field: str) -> None:
         f"use a multiple of {devices}.")
 
 
-def _is_key(x) -> bool:
+def is_prng_key(x) -> bool:
+  """True for a typed PRNG key array (``jax.random.key``), whose data is read with
+  ``jax.random.key_data`` and restored with ``jax.random.wrap_key_data``."""
   return isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
 
 
@@ -85,7 +87,7 @@ def replicate(tree, mesh):
   sharding = replicated(mesh)
 
   def put(x):
-    if _is_key(x):
+    if is_prng_key(x):
       data = put(jax.random.key_data(x))
       return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
     host = np.asarray(to_host(x))
@@ -103,7 +105,7 @@ def shard_batch(local_batch: dict, mesh) -> dict:
 def to_host(x):
   """A numpy copy of a replicated (or single-device) array, on any process."""
   if isinstance(x, jax.Array):
-    if _is_key(x):
+    if is_prng_key(x):
       x = jax.random.key_data(x)
     if not x.is_fully_addressable:
       return np.asarray(x.addressable_data(0))
