@@ -34,9 +34,8 @@ from bnnjax import data as data_lib
 from bnnjax import methods
 from bnnjax import models
 from bnnjax import nn
-from bnnjax.analysis import diagnostics
-from bnnjax.analysis import latent as latent_lib
 from bnnjax.train import checkpoint as ckpt_lib
+from bnnjax.train import diagnostics
 from bnnjax.train import loss_terms as loss_lib
 from bnnjax.train import optim
 from bnnjax.train import parallel
@@ -44,6 +43,7 @@ from bnnjax.train import validation
 from bnnjax.train import workdir_lock
 from bnnjax.train.validation import ConfigError
 from bnnjax.train.writers import MetricWriter
+from bnnjax.tree_paths import path_name
 
 # Fields that may change between a run and its resumption without changing results.
 RESUMABLE_FIELDS = ("log_every_steps", "checkpoint_every_steps", "progress", "data_dir",
@@ -237,7 +237,7 @@ def _accuracy_counts(logits, labels, mask=None):
 def make_train_step(graphdef, tx, terms, schedules, latent_flags, clip_latent, mesh,
                     per_layer_diagnostics=False):
   """The jit-compiled step: loss (CE + Σ weight·term), gradient, update, clipping, and
-  the diagnostics of :func:`bnnjax.analysis.training_diagnostics` (flip ratio and
+  the diagnostics of :func:`bnnjax.train.diagnostics.training_diagnostics` (flip ratio and
   saturation of the binary weights, gradient and update norms)."""
 
   def loss_fn(params, rest, batch, step):
@@ -425,7 +425,7 @@ def _train(config, workdir, setup: Setup, main: bool, checkpointer) -> dict[str,
   variables = jax.tree_util.tree_leaves_with_path(
       setup.state.params, is_leaf=lambda x: isinstance(x, nnx.Variable))
   latent_flags = [isinstance(v, nn.LatentWeight) for _, v in variables]
-  latent_names = {i: "/".join(str(getattr(k, "key", k)) for k in path)
+  latent_names = {i: path_name(path)
                   for i, (path, v) in enumerate(variables) if latent_flags[i]}
   mesh = parallel.make_mesh()
   state = setup.state
@@ -496,7 +496,7 @@ def _train(config, workdir, setup: Setup, main: bool, checkpointer) -> dict[str,
     leaves = jax.tree.leaves(state.params)
     layers = [(name, parallel.to_host(leaves[i])) for i, name in latent_names.items()]
     with open(hist_path, "a") as f:
-      f.write(json.dumps(latent_lib.histogram_record(step, layers)) + "\n")
+      f.write(json.dumps(diagnostics.histogram_record(step, layers)) + "\n")
 
   def stop(signum: int, step: int):
     name = signal.Signals(signum).name
@@ -551,7 +551,7 @@ def _train(config, workdir, setup: Setup, main: bool, checkpointer) -> dict[str,
   if not main:
     return results
   if os.path.exists(hist_path):
-    latent_lib.plot_latent_histograms(hist_path, os.path.join(workdir, "plots"))
+    diagnostics.plot_latent_histograms(hist_path, os.path.join(workdir, "plots"))
   with open(os.path.join(workdir, "results.json"), "w") as f:
     json.dump(results, f, indent=2)
   print(f"FINAL {config.model_name} {config.method} on {config.dataset}: "

@@ -7,7 +7,7 @@ import optax
 import pytest
 from flax import nnx
 
-from bnnjax import analysis
+from bnnjax.train import diagnostics
 from bnnjax import models
 from bnnjax import nn
 
@@ -40,24 +40,24 @@ def latent_arrays(params):
 
 def test_latent_weights_selects_by_type():
   params = split_params(tiny())
-  latent = analysis.latent_weights(params)
+  latent = diagnostics.latent_weights(params)
   # vgg7: six convs, a hidden dense and the classifier; first and last are FP.
   assert len(latent) == 6 and all(k.endswith("/kernel") for k in latent)
   assert latent.keys() == latent_arrays(params).keys()
-  assert analysis.latent_weights(tiny()).keys() == latent.keys()  # a model works too
-  assert analysis.latent_weights(split_params(tiny("fp"))) == {}
+  assert diagnostics.latent_weights(tiny()).keys() == latent.keys()  # a model works too
+  assert diagnostics.latent_weights(split_params(tiny("fp"))) == {}
 
 
 def test_flip_ratio_zero_without_change():
   params = split_params(tiny())
-  total, per_layer = analysis.flip_ratio(params, params)
+  total, per_layer = diagnostics.flip_ratio(params, params)
   assert float(total) == 0.0 and all(float(v) == 0.0 for v in per_layer.values())
 
 
 def test_flip_ratio_equals_direct_count():
   old = split_params(tiny())
   new = perturb(old, 0.05)
-  total, per_layer = jax.jit(analysis.flip_ratio)(old, new)
+  total, per_layer = jax.jit(diagnostics.flip_ratio)(old, new)
   a, b = latent_arrays(old), latent_arrays(new)
   flips = {k: int(np.sum((a[k] >= 0) != (b[k] >= 0))) for k in a}
   sizes = {k: a[k].size for k in a}
@@ -75,7 +75,7 @@ def test_flip_ratio_sign_of_zero_is_plus_one():
   old["kernel"].set_value(jnp.array([[0.0, 0.0], [-1.0, 2.0]]))
   new["kernel"].set_value(jnp.array([[0.5, -0.1], [0.0, 2.0]]))
   # 0 → 0.5: no flip; 0 → -0.1: flip; -1 → 0: flip; 2 → 2: no flip.
-  total, per_layer = analysis.flip_ratio(old, new)
+  total, per_layer = diagnostics.flip_ratio(old, new)
   assert float(total) == 0.5 and float(per_layer["kernel"]) == 0.5
 
 
@@ -83,20 +83,20 @@ def test_saturation_hand_count():
   model = nn.QuantDense(3, 2, spec=nn.method_spec("bwn"), rngs=nnx.Rngs(0))
   params = nnx.state(model, nnx.Param)
   params["kernel"].set_value(jnp.array([[0.2, -1.5], [1.0, -1.0], [3.0, 0.99]]))
-  total, per_layer = analysis.saturation(params)  # |w| > 1: -1.5 and 3.0
+  total, per_layer = diagnostics.saturation(params)  # |w| > 1: -1.5 and 3.0
   assert float(total) == pytest.approx(2 / 6)
   assert float(per_layer["kernel"]) == pytest.approx(2 / 6)
-  total, _ = analysis.saturation(params, inclusive=True)  # also the two ±1.0
+  total, _ = diagnostics.saturation(params, inclusive=True)  # also the two ±1.0
   assert float(total) == pytest.approx(4 / 6)
-  total, _ = analysis.saturation(params, clip=0.5)
+  total, _ = diagnostics.saturation(params, clip=0.5)
   assert float(total) == pytest.approx(5 / 6)
   with pytest.raises(ValueError, match="clip"):
-    analysis.saturation(params, clip=0.0)
+    diagnostics.saturation(params, clip=0.0)
 
 
 def test_saturation_direct_count_on_model():
   params = perturb(split_params(tiny()), 1.0, seed=3)
-  total, per_layer = analysis.saturation(params, clip=1.0)
+  total, per_layer = diagnostics.saturation(params, clip=1.0)
   arrays = latent_arrays(params)
   out = {k: int(np.sum(np.abs(a) > 1.0)) for k, a in arrays.items()}
   for k, a in arrays.items():
@@ -109,7 +109,7 @@ def test_tree_norms_match_optax_and_hand_sums():
   model = tiny()
   params = split_params(model)
   grads = perturb(jax.tree.map(jnp.zeros_like, params), 1.0, seed=1)
-  total, per_layer = analysis.tree_norms(grads)
+  total, per_layer = diagnostics.tree_norms(grads)
   assert float(total) == pytest.approx(float(optax.global_norm(grads)), rel=1e-5)
   leaves = jax.tree_util.tree_leaves_with_path(
       grads, is_leaf=lambda x: isinstance(x, nnx.Variable))
@@ -138,34 +138,34 @@ def test_training_diagnostics_in_a_jitted_step():
     grads = jax.grad(loss)(params)
     updates, opt_state = tx.update(grads, opt_state, params)
     new = optax.apply_updates(params, updates)
-    return new, analysis.training_diagnostics(params, new, grads, updates)
+    return new, diagnostics.training_diagnostics(params, new, grads, updates)
 
   new, metrics = step(params, opt_state)
   for name in ("flip_ratio", "saturation", "grad_norm", "update_norm"):
     assert name in metrics and np.isfinite(float(metrics[name]))
   assert float(metrics["flip_ratio"]) > 0  # Adam with lr 0.1 flips some signs
-  latent = analysis.latent_weights(params)
+  latent = diagnostics.latent_weights(params)
   assert {f"flip_ratio/{k}" for k in latent} <= metrics.keys()
   assert float(metrics["flip_ratio"]) == pytest.approx(
-      float(analysis.flip_ratio(params, new)[0]))
-  short = analysis.training_diagnostics(params, new, per_layer=False)
+      float(diagnostics.flip_ratio(params, new)[0]))
+  short = diagnostics.training_diagnostics(params, new, per_layer=False)
   assert set(short) == {"flip_ratio", "saturation"}
   fp = split_params(tiny("fp"))
-  assert analysis.training_diagnostics(fp, fp, per_layer=False) == {}
+  assert diagnostics.training_diagnostics(fp, fp, per_layer=False) == {}
 
 
 def test_errors_name_the_argument():
   fp = split_params(tiny("fp"))
   xnor = split_params(tiny())
   with pytest.raises(ValueError, match="old_params holds no LatentWeight"):
-    analysis.flip_ratio(fp, xnor)
+    diagnostics.flip_ratio(fp, xnor)
   with pytest.raises(ValueError, match="new_params holds no LatentWeight"):
-    analysis.flip_ratio(xnor, xnor.to_pure_dict())
+    diagnostics.flip_ratio(xnor, xnor.to_pure_dict())
   with pytest.raises(ValueError, match="params holds no LatentWeight"):
-    analysis.saturation(fp)
+    diagnostics.saturation(fp)
   other = split_params(tiny("xnor_cf_2"))
   other_paths = nnx.state(
       nn.QuantDense(2, 2, spec=nn.method_spec("xnor"), rngs=nnx.Rngs(0)), nnx.Param)
   with pytest.raises(ValueError, match="different LatentWeight paths"):
-    analysis.flip_ratio(xnor, other_paths)
-  analysis.flip_ratio(xnor, other)  # same structure, different method: fine
+    diagnostics.flip_ratio(xnor, other_paths)
+  diagnostics.flip_ratio(xnor, other)  # same structure, different method: fine

@@ -1,7 +1,8 @@
-"""Training diagnostics of binary networks: flip ratio, saturation, gradient/update norms.
+"""What the trainer measures about binary weights: per-step diagnostics and latent
+histograms.
 
-Pure functions of parameter pytrees, meant to be called from a training step (they
-trace under ``jax.jit``) and logged as scalars:
+Per-step diagnostics are pure functions of parameter pytrees, called from the training
+step (they trace under ``jax.jit``) and logged as scalars:
 
 * :func:`flip_ratio` — Larq's ``FlipRatio`` metric: the fraction of binary weights
   whose sign changed between two parameter states. A healthy BNN flips a small and
@@ -17,26 +18,37 @@ Parameters are NNX pytrees: an ``nnx.State`` (e.g. ``params`` from
 ``nnx.split(model, nnx.Param, ...)``, or the gradients/updates with the same
 structure), or a model (its ``nnx.Param`` state is taken). Binary weights are
 selected by type — ``LatentWeight`` leaves — never by name. A leaf's name is its path
-joined with ``/``, e.g. ``"blocks/0/unit1/conv/kernel"``; a *layer* is the module
-that holds the variables (``"blocks/0/unit1/conv"``).
+joined with ``/`` (:func:`bnnjax.tree_paths.path_name`), e.g.
+``"blocks/0/unit1/conv/kernel"``; a *layer* is the module that holds the variables
+(``"blocks/0/unit1/conv"``).
+
+Latent histograms (BONN Figs. 3-4), on host numpy: every ``histogram_every_steps`` the
+trainer appends :func:`histogram_record` to ``latent_histograms.jsonl`` and at the end
+draws :func:`plot_latent_histograms`. BONN's kernel loss pulls latent weights toward a
+mixture of two Gaussians at ``±μ``; each record says how far that went:
+
+- :func:`two_mode_fit`: a symmetric two-component Gaussian mixture ``½N(m, s²) +
+  ½N(−m, s²)`` fitted by EM; its Ashman's D ``= 2m/s`` is > 2 for cleanly separated
+  modes and near 1.6 for a single Gaussian fitted this way.
+- :func:`mode_mass`: the fraction of weights with ``|k|`` within ``rel_width·μ_i`` of
+  their filter's ``μ_i``.
+
+:mod:`bnnjax.analysis` exports these functions too.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import json
+import os
+from typing import Any, Iterable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from bnnjax.nn.layers import LatentWeight
-
-
-def _key_str(k) -> str:
-  for attr in ("key", "name", "idx"):
-    if hasattr(k, attr):
-      return str(getattr(k, attr))
-  return str(k)
+from bnnjax.tree_paths import path_name
 
 
 def _variables(tree, argname: str) -> list[tuple[str, Any]]:
@@ -47,7 +59,7 @@ def _variables(tree, argname: str) -> list[tuple[str, Any]]:
       tree, is_leaf=lambda x: isinstance(x, nnx.Variable))
   if not leaves:
     raise ValueError(f"{argname} holds no arrays.")
-  return [("/".join(_key_str(k) for k in path), leaf) for path, leaf in leaves]
+  return [(path_name(path), leaf) for path, leaf in leaves]
 
 
 def _array(leaf) -> jax.Array:
@@ -221,3 +233,95 @@ def training_diagnostics(old_params, new_params, grads=None, updates=None, *,
   if updates is not None:
     put("update_norm", tree_norms(updates, argname="updates"))
   return out
+
+
+# ------------------------------------------------------------------ latent histograms
+def two_mode_fit(x, iterations: int = 100) -> dict[str, float]:
+  """EM fit of ``½N(m, s²) + ½N(−m, s²)`` to the values of ``x``.
+
+  Returns ``{"m": m, "s": s, "ashman_d": 2m/s}``.
+  """
+  x = np.asarray(x, np.float64).ravel()
+  m = float(np.mean(np.abs(x)))
+  s = float(np.std(x)) or 1e-12
+  for _ in range(iterations):
+    # responsibility of the +m component: sigmoid(2 m x / s²)
+    r = 0.5 * (1.0 + np.tanh(m * x / s ** 2))
+    m = float(np.mean((2.0 * r - 1.0) * x))
+    s = float(np.sqrt(np.mean(r * (x - m) ** 2 + (1.0 - r) * (x + m) ** 2))) or 1e-12
+  m = abs(m)
+  return {"m": m, "s": s, "ashman_d": 2.0 * m / s}
+
+
+def mode_mass(kernel, mu=None, rel_width: float = 0.5) -> float:
+  """Fraction of weights with ``| |k| − μ_i | ≤ rel_width · μ_i`` (``μ_i`` per filter,
+  last axis; default ``mean|k_i|``)."""
+  k = np.asarray(kernel, np.float64)
+  k = k.reshape(-1, k.shape[-1])
+  mu = np.mean(np.abs(k), axis=0) if mu is None else np.asarray(mu, np.float64)
+  return float(np.mean(np.abs(np.abs(k) - mu) <= rel_width * mu))
+
+
+def bimodality(kernel, mu=None) -> dict[str, float]:
+  """Both measures for one layer: ``ashman_d``, ``m``, ``s`` and ``mode_mass``."""
+  return {**two_mode_fit(kernel), "mode_mass": mode_mass(kernel, mu)}
+
+
+def histogram_record(step: int, layers: Iterable[tuple[str, np.ndarray]],
+                     bins: int = 81) -> dict:
+  """One JSON-able record: per layer the histogram of its latent weights, on bins
+  symmetric around 0 spanning ``±4·std`` of the weights at this step."""
+  out = {"step": int(step), "layers": {}}
+  for name, k in layers:
+    k = np.asarray(k, np.float64).ravel()
+    r = 4.0 * float(np.std(k)) or 1.0
+    counts, edges = np.histogram(k, bins=bins, range=(-r, r))
+    out["layers"][name] = {"counts": counts.tolist(), "range": r,
+                           **{k_: round(v, 6) for k_, v in bimodality(k).items()}}
+  return out
+
+
+def read_histograms(path: str) -> list[dict]:
+  """The records of a ``latent_histograms.jsonl`` file (:func:`histogram_record`),
+  in order."""
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def plot_latent_histograms(path: str, out_dir: str, max_layers: int = 12) -> list[str]:
+  """Draws, for each layer in the histogram file ``path``, its latent-weight
+  histogram at each recorded step (light to dark over training) as one PNG.
+
+  Returns the PNG paths.
+  """
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  records = read_histograms(path)
+  if not records:
+    raise ValueError(f"{path} holds no histogram records.")
+  os.makedirs(out_dir, exist_ok=True)
+  names = list(records[0]["layers"])[:max_layers]
+  cmap = plt.get_cmap("viridis")
+  written = []
+  for name in names:
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for i, rec in enumerate(records):
+      layer = rec["layers"][name]
+      counts = np.asarray(layer["counts"], np.float64)
+      edges = np.linspace(-layer["range"], layer["range"], len(counts) + 1)
+      centres = (edges[:-1] + edges[1:]) / 2
+      density = counts / max(counts.sum(), 1) / (edges[1] - edges[0])
+      ax.plot(centres, density, color=cmap(i / max(len(records) - 1, 1)),
+              label=f"step {rec['step']} (D={layer['ashman_d']:.2f})")
+    ax.set_title(f"latent weights: {name}", fontsize=9)
+    ax.set_xlabel("weight value")
+    ax.set_ylabel("density")
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    png = os.path.join(out_dir, f"latent_{name.replace('/', '.')}.png")
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+    written.append(png)
+  return written
