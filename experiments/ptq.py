@@ -192,13 +192,8 @@ def obtain_model(config, workdir: str):
   from bnnjax.train import trainer
   tcfg = train_config(config)
   results_path = os.path.join(workdir, "results.json")
-  config_path = os.path.join(workdir, "config.json")
   if finished_run(workdir):
-    with open(config_path) as f:
-      saved = json.load(f)
-    current = json.loads(tcfg.to_json_best_effort())
-    keys = (set(saved) | set(current)) - set(trainer.RESUMABLE_FIELDS)
-    diff = sorted(k for k in keys if saved.get(k) != current.get(k))
+    diff = list(trainer.config_differences(workdir, tcfg))
     print(f"Using the trained model of the finished run in {workdir}.", flush=True)
     if diff:
       print(f"Note: that run's config differs from this one in {diff}; the sweep "

@@ -14,6 +14,7 @@ axis; only process 0 writes metrics and results.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import signal
@@ -49,6 +50,19 @@ from bnnjax.tree_paths import path_name
 RESUMABLE_FIELDS = ("log_every_steps", "checkpoint_every_steps", "progress", "data_dir",
                     "eval_every_steps", "keep_checkpoints", "histogram_every_steps",
                     "diagnostics_per_layer", "binary_compute")
+
+
+@functools.lru_cache(maxsize=None)
+def _defaults() -> ml_collections.ConfigDict:
+  from configs import common
+  return common.base_config()
+
+
+def setting(config, field: str):
+  """``config[field]``, or the default of ``configs/common.py``'s ``base_config()``
+  when ``config`` has no such field (a config built by hand, or saved before the field
+  existed): the trainer's defaults are base_config's, kept in one place."""
+  return config[field] if field in config else _defaults()[field]
 
 
 @flax.struct.dataclass
@@ -110,10 +124,10 @@ def set_up(config) -> Setup:
     ValueError: for a configuration error; the message names the field
       (:class:`~bnnjax.train.validation.ConfigError` for the field checks).
   """
+  # Every field, the optimizer's included (optim.validate runs in make_optimizer).
   validation.validate(config)
-  optim.validate(config)
-  info = data_lib.dataset_info(config.dataset, data_dir=config.get("data_dir", None),
-                               image_size=config.get("image_size", None))
+  info = data_lib.dataset_info(config.dataset, data_dir=setting(config, "data_dir"),
+                               image_size=setting(config, "image_size"))
   model = build_model(config, info)
   steps_per_epoch, total_steps = _steps(config, info)
   terms = loss_lib.build_loss_terms(model, config, loss_lib.LossContext(
@@ -151,7 +165,7 @@ def load_trained(workdir: str, step: int | None = None, **overrides):
   for k, v in overrides.items():
     config[k] = v
   setup = set_up(config)
-  checkpointer = ckpt_lib.Checkpointer(workdir, max(config.get("keep_checkpoints", 2), 1))
+  checkpointer = ckpt_lib.Checkpointer(workdir, max(setting(config, "keep_checkpoints"), 1))
   try:
     if checkpointer.latest_step() is None:
       raise FileNotFoundError(f"{workdir} has a config.json but no checkpoint.")
@@ -169,18 +183,36 @@ def _check_workdir(workdir: str) -> None:
                       "existing directory. Nothing was changed.")
 
 
+def config_differences(workdir: str, config) -> dict[str, tuple[Any, Any]] | None:
+  """The fields that matter in which ``config`` differs from the run in ``workdir``.
+
+  Compares ``workdir/config.json`` (written by :func:`train_and_evaluate`) with
+  ``config`` as JSON, leaving out :data:`RESUMABLE_FIELDS`.
+
+  Returns:
+    ``{field: (saved value, current value)}`` sorted by field (``None`` for a field
+    one of them lacks), empty when the run can be resumed with ``config``; ``None``
+    when ``workdir`` holds no config.json.
+  """
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    saved = json.load(f)
+  current = json.loads(config.to_json_best_effort())
+  keys = (set(saved) | set(current)) - set(RESUMABLE_FIELDS)
+  return {k: (saved.get(k), current.get(k)) for k in sorted(keys)
+          if saved.get(k) != current.get(k)}
+
+
 def _check_workdir_config(workdir: str, config) -> bool:
   """Refuses to resume a run whose saved config differs in a field that matters;
   writes ``config.json`` for a new run. Returns True when it wrote it."""
   path = os.path.join(workdir, "config.json")
-  current = json.loads(config.to_json_best_effort())
-  if os.path.exists(path):
-    with open(path) as f:
-      saved = json.load(f)
-    keys = (set(saved) | set(current)) - set(RESUMABLE_FIELDS)
-    diff = sorted(k for k in keys if saved.get(k) != current.get(k))
+  diff = config_differences(workdir, config)
+  if diff is not None:
     if diff:
-      details = ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in diff)
+      details = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
       raise ConfigError(
           f"--workdir={workdir} holds a run with a different config ({details}). "
           "Resume it with its own config, or use a new --workdir; nothing was "
@@ -190,7 +222,7 @@ def _check_workdir_config(workdir: str, config) -> bool:
     os.makedirs(workdir, exist_ok=True)
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
-      json.dump(current, f, indent=2, sort_keys=True)
+      json.dump(json.loads(config.to_json_best_effort()), f, indent=2, sort_keys=True)
     os.replace(tmp, path)
     return True
   return False
@@ -198,7 +230,7 @@ def _check_workdir_config(workdir: str, config) -> bool:
 
 def _steps(config, info) -> tuple[int, int]:
   steps_per_epoch = max(_num_train(config, info) // config.batch_size, 1)
-  if config.get("num_train_steps", None):
+  if setting(config, "num_train_steps"):
     total = int(config.num_train_steps)
   else:
     total = int(round(config.num_epochs * steps_per_epoch))
@@ -211,7 +243,7 @@ def _steps(config, info) -> tuple[int, int]:
 
 
 def _num_train(config, info) -> int:
-  n = config.get("num_train_examples", None)
+  n = setting(config, "num_train_examples")
   return min(n, info.num_train) if n else info.num_train
 
 
@@ -298,10 +330,10 @@ def evaluate(eval_step, state, config, info, mesh) -> dict[str, float]:
   over the processes and devices of ``mesh``.
   """
   pipe = data_lib.make_pipeline(
-      config.dataset, split=info.splits[1], batch_size=config.get("eval_batch_size", 256),
-      train=False, seed=config.seed, data_dir=config.get("data_dir", None),
-      num_examples=config.get("num_test_examples", None),
-      image_size=config.get("image_size", None), shard=parallel.process_shard(),
+      config.dataset, split=info.splits[1], batch_size=setting(config, "eval_batch_size"),
+      train=False, seed=config.seed, data_dir=setting(config, "data_dir"),
+      num_examples=setting(config, "num_test_examples"),
+      image_size=setting(config, "image_size"), shard=parallel.process_shard(),
       pad_remainder=True)
   totals = {"loss": 0.0, "top1": 0.0, "top5": 0.0, "count": 0.0}
   for batch in pipe:
@@ -383,7 +415,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
   try:
     setup = set_up(config)
     parallel.check_batch_size(config.batch_size, "config.batch_size")
-    parallel.check_batch_size(config.get("eval_batch_size", 256), "config.eval_batch_size")
+    parallel.check_batch_size(setting(config, "eval_batch_size"), "config.eval_batch_size")
   except ConfigError:
     raise
   except (ValueError, TypeError) as e:  # a model / data / loss-term argument
@@ -404,7 +436,7 @@ def _train_locked(config, workdir: str, setup: Setup, main: bool) -> dict[str, f
   wrote_config = _check_workdir_config(workdir, config)
   checkpointer = None
   try:
-    checkpointer = ckpt_lib.Checkpointer(workdir, config.get("keep_checkpoints", 2))
+    checkpointer = ckpt_lib.Checkpointer(workdir, setting(config, "keep_checkpoints"))
     return _train(config, workdir, setup, main, checkpointer)
   except BaseException:
     # A run that never checkpointed leaves no config.json to block a corrected rerun.
@@ -444,22 +476,22 @@ def _train(config, workdir, setup: Setup, main: bool, checkpointer) -> dict[str,
   state = parallel.replicate(state, mesh)
 
   train_step = make_train_step(graphdef, tx, terms, schedules, latent_flags,
-                               config.get("clip_latent", None), mesh,
-                               config.get("diagnostics_per_layer", False))
+                               setting(config, "clip_latent"), mesh,
+                               setting(config, "diagnostics_per_layer"))
   eval_step = make_eval_step(graphdef, mesh)
   # A finished run only re-evaluates: it adds no duplicate records.
-  writer = MetricWriter(workdir, tensorboard=config.get("tensorboard", True),
+  writer = MetricWriter(workdir, tensorboard=setting(config, "tensorboard"),
                         enabled=main and start < total_steps, resume_step=start)
   pipe = data_lib.make_pipeline(
       config.dataset, split=info.splits[0], batch_size=config.batch_size, train=True,
-      seed=config.seed, data_dir=config.get("data_dir", None),
-      num_examples=config.get("num_train_examples", None),
-      image_size=config.get("image_size", None), augment=config.get("augment", True),
+      seed=config.seed, data_dir=setting(config, "data_dir"),
+      num_examples=setting(config, "num_train_examples"),
+      image_size=setting(config, "image_size"), augment=setting(config, "augment"),
       shard=parallel.process_shard())
 
-  log_every = config.get("log_every_steps", 50)
-  ckpt_every = config.get("checkpoint_every_steps", 500)
-  eval_every = config.get("eval_every_steps", 0)
+  log_every = setting(config, "log_every_steps")
+  ckpt_every = setting(config, "checkpoint_every_steps")
+  eval_every = setting(config, "eval_every_steps")
   pending: list[dict] = []
   last_log = (time.perf_counter(), start)
 
@@ -486,7 +518,7 @@ def _train(config, workdir, setup: Setup, main: bool, checkpointer) -> dict[str,
              if kept is not None else "No checkpoint had been written yet."))
     return avg
 
-  hist_every = config.get("histogram_every_steps", 0)
+  hist_every = setting(config, "histogram_every_steps")
   hist_path = os.path.join(workdir, "latent_histograms.jsonl")
 
   def record_histograms(step: int) -> None:
@@ -511,7 +543,7 @@ def _train(config, workdir, setup: Setup, main: bool, checkpointer) -> dict[str,
       if hist_every and latent_names and start == 0:
         record_histograms(0)
       progress = tqdm(total=total_steps, initial=start,
-                      disable=not (main and config.get("progress", True)),
+                      disable=not (main and setting(config, "progress")),
                       desc=f"{config.model_name}/{config.method}", dynamic_ncols=True)
       batches = pipe.iterate(start)
       for step in range(start + 1, total_steps + 1):

@@ -134,6 +134,24 @@ def test_logged_flip_ratio_is_the_sign_change_between_checkpoints(tmp_path):
   assert 0.0 <= logged["saturation"] <= 1.0 and logged["grad_norm"] > 0
 
 
+def test_config_differences_names_the_fields_that_matter(tmp_path):
+  c = tiny_config()
+  assert trainer.config_differences(str(tmp_path), c) is None  # no config.json
+  (tmp_path / "config.json").write_text(c.to_json_best_effort())
+  d = tiny_config(lr=0.5, log_every_steps=7)  # log_every_steps may change on resume
+  d.seed = 3
+  assert trainer.config_differences(str(tmp_path), d) == {"lr": (c.lr, 0.5),
+                                                          "seed": (0, 3)}
+
+
+def test_missing_fields_take_base_config_defaults():
+  import ml_collections
+  base = common.base_config()
+  for field in ("checkpoint_every_steps", "eval_batch_size", "keep_checkpoints"):
+    assert trainer.setting(ml_collections.ConfigDict(), field) == base[field]
+  assert trainer.setting(tiny_config(), "eval_batch_size") == 16
+
+
 def test_resume_refuses_a_different_config(tmp_path):
   c = tiny_config(dataset="mnist", num_train_examples=16, num_test_examples=16)
   trainer.train_and_evaluate(c, str(tmp_path))
