@@ -41,8 +41,18 @@ from bnnjax.kernels import xla
 from bnnjax.kernels.packing import num_words
 from bnnjax.kernels.reference import xnor_matmul_reference
 
-IMPLEMENTATIONS = ("reference", "xla", "pallas_gpu", "pallas_tpu")
+# name -> fn(a_packed, b_packed, k, interpret): every implementation of xnor_matmul.
+_IMPLS: dict[str, Callable[[jax.Array, jax.Array, int, bool], jax.Array]] = {
+    "reference": lambda a, b, k, interpret: xnor_matmul_reference(a, b, k),
+    "xla": lambda a, b, k, interpret: xla.xnor_matmul(a, b, k),
+    "pallas_gpu": lambda a, b, k, interpret: pallas_gpu.xnor_matmul(
+        a, b, k, interpret=interpret),
+    "pallas_tpu": lambda a, b, k, interpret: pallas_tpu.xnor_matmul(
+        a, b, k, interpret=interpret),
+}
+IMPLEMENTATIONS = tuple(_IMPLS)
 DEFAULT_CHAIN = {"gpu": ("pallas_gpu", "xla"), "tpu": ("pallas_tpu", "xla")}
+# The platforms an implementation runs on natively (others need interpret=True).
 _PLATFORM = {"pallas_gpu": ("gpu", "cuda", "rocm"), "pallas_tpu": ("tpu",)}
 
 Implementation = str | Sequence[str] | None
@@ -57,18 +67,14 @@ def _platform() -> str:
 
 
 def _run(name: str, a, b, k: int, interpret: bool) -> jax.Array:
+  """``xnor_matmul`` by the implementation ``name`` (a validated name of
+  :data:`IMPLEMENTATIONS`); :class:`Unavailable` if it cannot run on this platform."""
   if name in _PLATFORM and not interpret and _platform() not in _PLATFORM[name]:
     raise Unavailable(
         f"implementation={name!r} needs a {_PLATFORM[name][0].upper()} (this process "
         f"runs on {_platform()!r}); pass interpret=True to run it in Pallas interpret "
         "mode.")
-  if name == "reference":
-    return xnor_matmul_reference(a, b, k)
-  if name == "xla":
-    return xla.xnor_matmul(a, b, k)
-  if name == "pallas_gpu":
-    return pallas_gpu.xnor_matmul(a, b, k, interpret=interpret)
-  return pallas_tpu.xnor_matmul(a, b, k, interpret=interpret)
+  return _IMPLS[name](a, b, k, interpret)
 
 
 def resolve(implementation: Implementation) -> tuple[str, ...]:
@@ -140,13 +146,3 @@ def xnor_matmul(a_packed: jax.Array, b_packed: jax.Array, k: int, *,
       reasons.append(str(e))
   raise Unavailable(" / ".join(reasons))
 
-
-def matmul_fn(implementation: Implementation = None,
-              interpret: bool = False) -> Callable[[jax.Array, jax.Array, int], jax.Array]:
-  """``xnor_matmul`` with ``implementation`` and ``interpret`` bound."""
-  resolve(implementation)
-
-  def fn(a, b, k):
-    return xnor_matmul(a, b, k, implementation=implementation, interpret=interpret)
-
-  return fn

@@ -1,7 +1,8 @@
 """Metric writers: JSON lines (``metrics.jsonl``) and TensorBoard event files.
 
 TensorBoard events are written with tensorboard's own event writer, which needs no
-TensorFlow (GPU machines have none).
+TensorFlow (GPU machines have none). ``metrics.jsonl`` is read back with
+:func:`bnnjax.analysis.read_metrics`.
 """
 
 from __future__ import annotations
@@ -88,9 +89,3 @@ def _drop_records_after(path: str, step: int) -> None:
     with open(tmp, "w") as f:
       f.writelines(keep)
     os.replace(tmp, path)
-
-
-def read_metrics(workdir: str) -> list[dict]:
-  """All records of ``workdir/metrics.jsonl``, in order."""
-  with open(os.path.join(workdir, "metrics.jsonl")) as f:
-    return [json.loads(line) for line in f if line.strip()]
