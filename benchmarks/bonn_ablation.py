@@ -1,18 +1,23 @@
 """BONN ablation (seed Table 2) on real embedded data: which loss helps?
 
-Trains the ``bonn_resnet18`` config four times with the same budget and seeds — no
-Bayesian loss (λ = θ = 0), kernel loss only (λ), feature loss only (θ), both — and
-reports test top-1 and how two-moded the latent weights ended up (Ashman's D of a
+Four points of the ``configs/bonn_resnet18.py`` sweep (``experiments.sweep``), trained
+with the same budget and seeds: no Bayesian loss (λ = θ = 0), kernel loss only (λ),
+feature loss only (θ), both, with the config's λ and θ (the paper's 1e-4 and 1e-3).
+It reports test top-1 and how two-moded the latent weights ended up (Ashman's D of a
 symmetric two-Gaussian fit, mean over binary layers; see
-``bnnjax.analysis.latent``). The paper's numbers are ImageNet ResNet-18 top-1:
+``bnnjax.analysis.bimodality``). The paper's numbers are ImageNet ResNet-18 top-1:
 56.3 / 58.3 / 58.4 / 59.3; ours are a narrow ResNet-18 on Fashion-MNIST for a CPU
 budget, so only the ordering is comparable.
 
     python -m benchmarks.bonn_ablation                # ~10 min on 2 CPU cores
     python -m benchmarks.bonn_ablation --seeds=0,1,2 --steps=900
 
-Each run lives in ``<workdir>/<variant>_seed<s>`` and is resumed (or only re-read)
-when the command is run again. Results: ``<out>/bonn_ablation.{md,json}``.
+The runs are trained by ``experiments.sweep.run_sweep``: each lives in
+``<workdir>/<variant>_seed<s>``, is resumed from its checkpoint when the command is run
+again, and is only read once finished (a finished run trained with other settings is
+refused, naming the fields). ``<workdir>/sweep_results.{csv,md}`` is the sweep's own
+table; ``<out>/bonn_ablation.{md,json}`` the ablation's. The whole λ × θ grid is
+``python -m experiments.sweep --config=configs/bonn_resnet18.py --workdir=...``.
 """
 
 from __future__ import annotations
@@ -27,62 +32,115 @@ import time
 import numpy as np
 
 PAPER = {"none": 56.3, "kernel": 58.3, "feature": 58.4, "both": 59.3}
+NAMES = {"none": "none", "kernel": "kernel loss only", "feature": "feature loss only",
+         "both": "kernel + feature"}
 
 
-def variant_config(variant: str, *, dataset: str, steps: int, width: int, seed: int,
-                   lam: float, theta: float, test_examples: int | None):
-  """The ``bonn_resnet18`` config with the losses of ``variant`` switched on."""
+def table2_points(dataset: str):
+  """``(config, {variant: sweep point})``: ``bonn_resnet18.get_config`` and the four
+  points of its ``sweep()`` with λ ∈ {0, config λ} and θ ∈ {0, config θ}."""
   from configs import bonn_resnet18
-  c = bonn_resnet18.get_config(f"dataset={dataset}")
-  c.seed = seed
-  c.num_train_steps = steps
-  c.model_kwargs.width = width
-  c.num_test_examples = test_examples
-  c.bonn_lambda = lam if variant in ("kernel", "both") else 0.0
-  c.bonn_theta = theta if variant in ("feature", "both") else 0.0
-  c.histogram_every_steps = steps  # records at step 0 and at the end
-  c.checkpoint_every_steps = steps
-  c.log_every_steps = max(steps // 10, 1)
-  c.progress = False
-  return c
+  from experiments import sweep
+  arg = f"dataset={dataset}"
+  config = bonn_resnet18.get_config(arg)
+  lam, theta = config.bonn_lambda, config.bonn_theta
+  wanted = {"none": (0.0, 0.0), "kernel": (lam, 0.0), "feature": (0.0, theta),
+            "both": (lam, theta)}
+  points = sweep.load_sweep(bonn_resnet18.__file__, arg)
+  by_pair = {(p.overrides.get("bonn_lambda"), p.overrides.get("bonn_theta")): p
+             for p in points}
+  missing = [v for v, pair in wanted.items() if pair not in by_pair]
+  if missing:
+    raise ValueError(f"configs/bonn_resnet18.py's sweep() has no point for {missing} "
+                     f"(λ = {lam}, θ = {theta}); its points are {sorted(by_pair)}.")
+  return config, {v: by_pair[pair] for v, pair in wanted.items()}
 
 
-def final_ashman_d(workdir: str) -> tuple[float, float]:
+def ablation_points(table2: dict, *, seeds, steps: int, width: int,
+                    test_examples: int | None) -> list:
+  """The sweep points to train: each Table 2 point once per seed, with this
+  benchmark's budget; named ``<variant>_seed<s>``."""
+  from experiments import sweep
+  budget = {"num_train_steps": steps, "model_kwargs.width": width,
+            "num_test_examples": test_examples,
+            "histogram_every_steps": steps,  # records at step 0 and at the end
+            "checkpoint_every_steps": steps, "log_every_steps": max(steps // 10, 1),
+            "progress": False}
+  return [sweep.Point(f"{variant}_seed{seed}",
+                      {**point.overrides, "seed": seed, **budget})
+          for variant, point in table2.items() for seed in seeds]
+
+
+def check_earlier_runs(config, points, workdir: str) -> None:
+  """Refuses a point whose directory holds a run of another config (the sweep would
+  read its results as they are); raises ``ConfigError`` naming the fields."""
+  from bnnjax.train import trainer
+  from bnnjax.train.validation import ConfigError
+  from experiments import sweep
+  for point in points:
+    subdir = os.path.join(workdir, point.name)
+    diff = trainer.config_differences(subdir, sweep.apply_overrides(config, point))
+    if diff:
+      details = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
+      raise ConfigError(
+          f"{subdir} holds a run with a different config ({details}); use another "
+          "--workdir for these settings. Nothing was changed.")
+
+
+def mean_ashman_d(workdir: str) -> tuple[float, float]:
   """Mean Ashman's D over binary layers at the first and last histogram record."""
-  from bnnjax.analysis import latent
-  recs = latent.read_histograms(os.path.join(workdir, "latent_histograms.jsonl"))
+  from bnnjax import analysis
+  recs = analysis.read_histograms(os.path.join(workdir, "latent_histograms.jsonl"))
   mean_d = lambda rec: float(np.mean([l["ashman_d"] for l in rec["layers"].values()]))
   return mean_d(recs[0]), mean_d(recs[-1])
 
 
 def run(args) -> dict:
+  """Trains (or reads) every point through ``experiments.sweep.run_sweep``.
+
+  Returns ``(rows, config)``: the ablation table's row of each variant (top-1 per seed
+  and its mean ± std, mean Ashman's D at the first and last histogram record, the
+  seconds of the runs trained now, each run's sweep status, the paper's top-1) and the
+  ``bonn_resnet18`` config the points override."""
   from bnnjax import train
+  from experiments import sweep
+  config, table2 = table2_points(args.dataset)
+  points = ablation_points(table2, seeds=args.seeds, steps=args.steps, width=args.width,
+                           test_examples=args.test_examples)
+  check_earlier_runs(config, points, args.workdir)
+  seconds: dict[str, float] = {}
+
+  def timed_train(c, subdir):
+    t0 = time.perf_counter()
+    try:
+      return train.train_and_evaluate(c, subdir)
+    finally:
+      seconds[os.path.basename(subdir)] = time.perf_counter() - t0
+
+  swept = {r["point"]: r for r in sweep.run_sweep(config, points, args.workdir,
+                                                  train_fn=timed_train)}
+  sweep.write_table(list(swept.values()), args.workdir, "benchmarks.bonn_ablation")
   rows = {}
-  for variant in ("none", "kernel", "feature", "both"):
-    accs, d_start, d_end, secs = [], [], [], []
-    for seed in args.seeds:
-      c = variant_config(variant, dataset=args.dataset, steps=args.steps,
-                         width=args.width, seed=seed, lam=args.lam, theta=args.theta,
-                         test_examples=args.test_examples)
-      workdir = os.path.join(args.workdir, f"{variant}_seed{seed}")
-      t0 = time.perf_counter()
-      results = train.train_and_evaluate(c, workdir)
-      secs.append(time.perf_counter() - t0)
-      accs.append(100 * results["test/top1"])
-      d0, d1 = final_ashman_d(workdir)
-      d_start.append(d0)
-      d_end.append(d1)
-    rows[variant] = {"top1": accs, "top1_mean": float(np.mean(accs)),
-                     "top1_std": float(np.std(accs)), "ashman_d_start": float(np.mean(d_start)),
-                     "ashman_d_end": float(np.mean(d_end)), "seconds": secs,
-                     "paper_top1": PAPER[variant]}
-  return rows
+  for variant, point in table2.items():
+    names = [f"{variant}_seed{seed}" for seed in args.seeds]
+    accs = [100 * swept[n]["test/top1"] for n in names]
+    ds = [mean_ashman_d(os.path.join(args.workdir, n)) for n in names]
+    rows[variant] = {
+        "sweep_point": point.name, "top1": accs, "top1_mean": float(np.mean(accs)),
+        "top1_std": float(np.std(accs)),
+        "ashman_d_start": float(np.mean([d[0] for d in ds])),
+        "ashman_d_end": float(np.mean([d[1] for d in ds])),
+        "seconds": [seconds[n] for n in names if n in seconds],
+        "status": [swept[n]["status"] for n in names], "paper_top1": PAPER[variant]}
+  return rows, config
 
 
-def write(rows: dict, args, out_dir: str) -> None:
+def write(rows: dict, config, args, out_dir: str) -> None:
+  """Writes ``bonn_ablation.json`` (settings and rows) and ``bonn_ablation.md``."""
   os.makedirs(out_dir, exist_ok=True)
   command = "python -m benchmarks.bonn_ablation " + " ".join(sys.argv[1:])
   settings = {k: v for k, v in vars(args).items() if k != "out"}
+  settings.update(lam=config.bonn_lambda, theta=config.bonn_theta)
   with open(os.path.join(out_dir, "bonn_ablation.json"), "w") as f:
     json.dump({"command": command, "settings": settings, "rows": rows,
                "date": datetime.datetime.now().isoformat(timespec="seconds")}, f, indent=2)
@@ -90,22 +148,24 @@ def write(rows: dict, args, out_dir: str) -> None:
       "# BONN ablation (seed Table 2)", "",
       f"Command: `{command.strip()}`", "",
       f"ResNet-18 (BONN layers, width {args.width}) on {args.dataset}, {args.steps} steps "
-      f"of batch 128, seeds {args.seeds}; λ = {args.lam}, θ = {args.theta}, ν = 1e-4. "
-      "Paper: ImageNet ResNet-18, 70 epochs.", "",
+      f"of batch {config.batch_size}, seeds {args.seeds}; λ = {config.bonn_lambda}, "
+      f"θ = {config.bonn_theta}, ν = {config.bonn_nu}. Paper: ImageNet ResNet-18, "
+      "70 epochs.", "",
       "| losses | paper top-1 (ImageNet) | ours top-1 | Ashman's D start → end | time/run |",
       "|---|---|---|---|---|",
   ]
-  names = {"none": "none", "kernel": "kernel loss only", "feature": "feature loss only",
-           "both": "kernel + feature"}
   for v, r in rows.items():
+    time_text = f"{np.mean(r['seconds']):.0f} s" if r["seconds"] else "–"
     lines.append(
-        f"| {names[v]} | {r['paper_top1']:.1f} | {r['top1_mean']:.2f} ± {r['top1_std']:.2f} "
-        f"| {r['ashman_d_start']:.2f} → {r['ashman_d_end']:.2f} "
-        f"| {np.mean(r['seconds']):.0f} s |")
+        f"| {NAMES[v]} | {r['paper_top1']:.1f} | {r['top1_mean']:.2f} ± {r['top1_std']:.2f} "
+        f"| {r['ashman_d_start']:.2f} → {r['ashman_d_end']:.2f} | {time_text} |")
+  failed = [s for r in rows.values() for s in r["status"] if s.startswith("failed")]
   lines += ["", "Ashman's D > 2 means two cleanly separated modes of latent weights; the "
             "kernel loss is what should raise it. Time/run is this invocation's wall time "
-            "on a shared machine: a run already finished in the workdir is only "
-            "re-evaluated."]
+            "on a shared machine, over the runs it trained; a run finished earlier in the "
+            "workdir is only read (– when all were)."]
+  if failed:
+    lines += ["", f"{len(failed)} run(s) stopped on a NaN/Inf loss: " + "; ".join(failed)]
   with open(os.path.join(out_dir, "bonn_ablation.md"), "w") as f:
     f.write("\n".join(lines) + "\n")
 
@@ -116,14 +176,12 @@ def main(argv=None):
   p.add_argument("--steps", type=int, default=450)
   p.add_argument("--width", type=int, default=16)
   p.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[0])
-  p.add_argument("--lam", type=float, default=1e-4)
-  p.add_argument("--theta", type=float, default=1e-3)
   p.add_argument("--test_examples", type=int, default=None)
   p.add_argument("--workdir", default=os.path.join("runs", "bonn_ablation"))
   p.add_argument("--out", default=os.path.join("benchmarks", "results"))
   args = p.parse_args(argv)
-  rows = run(args)
-  write(rows, args, args.out)
+  rows, config = run(args)
+  write(rows, config, args, args.out)
   print(open(os.path.join(args.out, "bonn_ablation.md")).read())
 
 

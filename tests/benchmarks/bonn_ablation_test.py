@@ -1,18 +1,28 @@
-"""The BONN ablation runs end to end; the kernel loss makes latent weights two-moded."""
+"""The BONN ablation runs end to end as points of bonn_resnet18's sweep; the kernel loss
+makes latent weights two-moded."""
 
 import json
+
+import pytest
 
 from benchmarks import bonn_ablation
 
 
 def test_ablation_end_to_end_and_kernel_loss_separates_modes(tmp_path):
-  bonn_ablation.main(["--dataset=mnist", "--steps=20", "--width=4", "--test_examples=64",
-                      f"--workdir={tmp_path / 'runs'}", f"--out={tmp_path / 'out'}"])
+  args = ["--dataset=mnist", "--width=4", "--test_examples=64",
+          f"--workdir={tmp_path / 'runs'}", f"--out={tmp_path / 'out'}"]
+  bonn_ablation.main(["--steps=20", *args])
   rows = json.load(open(tmp_path / "out" / "bonn_ablation.json"))["rows"]
   assert set(rows) == {"none", "kernel", "feature", "both"}
+  assert rows["both"]["sweep_point"] == "bonn_lambda=0.0001,bonn_theta=0.001"
   assert all(0 <= r["top1_mean"] <= 100 for r in rows.values())
   # Same start (same seed), measurably more two-moded end with λ > 0.
   assert rows["kernel"]["ashman_d_start"] == rows["none"]["ashman_d_start"]
   assert rows["kernel"]["ashman_d_end"] > rows["none"]["ashman_d_end"] + 0.5
   assert rows["both"]["ashman_d_end"] > rows["feature"]["ashman_d_end"] + 0.5
   assert "| kernel loss only | 58.3 |" in open(tmp_path / "out" / "bonn_ablation.md").read()
+  assert "none_seed0" in open(tmp_path / "runs" / "sweep_results.md").read()
+  # Finished runs of other settings are refused, not read as they are.
+  with pytest.raises(ValueError, match=r"none_seed0 holds a run with a different "
+                     r"config \(num_train_steps: 20 -> 21"):
+    bonn_ablation.main(["--steps=21", *args])
