@@ -31,7 +31,10 @@ TINY = ["--config=configs/xnor_resnet18.py", "--config.model_kwargs.width=4",
 
 
 def _env(devices: int) -> dict:
-  env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu")
+  env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu",
+             JAX_COMPILATION_CACHE_DIR=os.path.join(REPO, ".pytest_cache",
+                                                    "jax_compilation_cache"),
+             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0.5")
   env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") +
                       f" --xla_force_host_platform_device_count={devices}").strip()
   return env

@@ -42,17 +42,24 @@ def tiny_config(model="resnet18", method="xnor", **kw):
   return c
 
 
-@pytest.mark.parametrize("model", sorted(TINY_KWARGS))
-def test_one_step_of_every_model_and_method_on_mock_data(model, tmp_path):
-  """One train step + eval per method; one process per model keeps it quick."""
+# Every method through the whole loop on one model (what differs by method: parameter
+# groups, loss terms, diagnostics), and every other model with BONN, whose feature prior
+# and kernel terms depend on the model's layers and feature size. Forward passes of every
+# model x method are in tests/models/models_test.py, packing in tests/packed/.
+CASES = ([("resnet18", m) for m in METHODS]
+         + [(m, "bonn") for m in sorted(TINY_KWARGS) if m != "resnet18"])
+
+
+@pytest.mark.parametrize("model,method", CASES)
+def test_one_step_and_eval_on_mock_data(model, method, tmp_path):
+  """One train step and the eval pass; the logged record is finite."""
   with tfds.testing.mock_data(num_examples=16):
-    for method in METHODS:
-      c = tiny_config(model, method, dataset="cifar10", num_test_examples=16)
-      results = trainer.train_and_evaluate(c, str(tmp_path / method))
-      assert results["test/count"] == 16, method
-      assert np.isfinite(results["test/loss"]), method
-      records = [json.loads(l) for l in open(tmp_path / method / "metrics.jsonl")]
-      assert np.isfinite(records[0]["loss/total"]) and records[0]["step"] == 1
+    c = tiny_config(model, method, dataset="cifar10", num_test_examples=16)
+    results = trainer.train_and_evaluate(c, str(tmp_path))
+  assert results["test/count"] == 16
+  assert np.isfinite(results["test/loss"])
+  records = [json.loads(l) for l in open(tmp_path / "metrics.jsonl")]
+  assert np.isfinite(records[0]["loss/total"]) and records[0]["step"] == 1
 
 
 def _arrays_of_checkpoint(workdir, step=None):
