@@ -1,4 +1,4 @@
-r"""Speed of the bit-packed XNOR-popcount kernels against float products (SPEC §7).
+r"""Speed of the bit-packed XNOR-popcount kernels against float products (docs/packed.md).
 
 Every row times one exact ±1 product two ways in the same run and reports the ratio
 ``t(baseline) / t(packed)`` (> 1: the packed kernel is faster):

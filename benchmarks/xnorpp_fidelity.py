@@ -1,8 +1,9 @@
 r"""XNOR-Net++ §4.2 / Table 2: how well a binary conv approximates a real one.
 
-The experiment (Bulat & Tzimiropoulos, XNOR-Net++, §4.2; SPEC §4): a real conv layer
-with ``W ∈ R^{64×64×3×3}`` (Flax ``(3, 3, 64, 64)``) and an input
-``I ∈ R^{64×16×16}`` (NHWC ``(1, 16, 16, 64)``), both normal, SAME padding, stride 1.
+The experiment (Bulat & Tzimiropoulos, XNOR-Net++, §4.2;
+docs/xnorpp.md#fidelity-experiment): a real conv layer with ``W ∈ R^{64×64×3×3}``
+(Flax ``(3, 3, 64, 64)``) and an input ``I ∈ R^{64×16×16}`` (NHWC ``(1, 16, 16, 64)``),
+both normal, SAME padding, stride 1.
 The binary weights are fixed to ``sign(W)`` and the binary input to ``sign(I)``; the
 real output ``Y = I * W`` is approximated by
 
@@ -10,7 +11,8 @@ real output ``Y = I * W`` is approximated by
 * ``xnor``: ``(sign(I) ⊛ sign(W)) ⊙ K ⊙ alpha``, analytic (paper 0.095 ± 0.002);
 * ``xnorpp_1`` … ``xnorpp_4``: ``(sign(I) ⊛ sign(W)) ⊙ Γ`` with Γ of case 1-4 learned
   by Adam to match ``Y`` (paper 0.038 / ≈0.038 / 0.037 / 0.035; the case-2 row did not
-  survive in the seed text, SPEC §4 gives "≈0.038").
+  survive in the seed text, the project's notes give "≈0.038",
+  docs/xnorpp.md#fidelity-experiment).
 
 The metric is the mean L1 distance ``mean |Y − Ŷ|`` over the output elements, repeated
 for ``--reps`` independent ``(W, I)`` pairs and reported as mean ± std over the
@@ -97,7 +99,8 @@ LABELS = {
     "xnorpp_4": "Case 4: α ⊗ β ⊗ γ",
 }
 # XNOR-Net++ Table 2 (mean ± std of the L1 distance over 100 repetitions). The case-2
-# row is missing from the seed text; SPEC §4 gives "≈0.038" without a std.
+# row is missing from the seed text; the project's notes give "≈0.038"
+# without a std (docs/xnorpp.md#fidelity-experiment).
 PAPER_TABLE2 = {
     "direct_sign": (6.36, 0.04),
     "xnor": (0.095, 0.002),

@@ -1,8 +1,9 @@
 """BONN's ResNet-18 (Bi-Real style: BN → sign → binary 3×3 conv → add shortcut).
 
-BONN layers and losses (SPEC §5): ``CE + (λ/2)·Σ L_K + (θ/2)·mean L_F`` with λ = 1e-4,
-θ = 1e-3, ν = 1e-4 (fields ``bonn_lambda``, ``bonn_theta``, ``bonn_nu``), and the
-modulation ``w`` on its own learning rate (``group_lr.Modulation``).
+BONN layers and losses (docs/bonn.md#total-loss-and-weights):
+``CE + (λ/2)·Σ L_K + (θ/2)·mean L_F`` with λ = 1e-4, θ = 1e-3, ν = 1e-4 (fields
+``bonn_lambda``, ``bonn_theta``, ``bonn_nu``), and the modulation ``w`` on its own
+learning rate (``group_lr.Modulation``).
 
 Default: embedded MNIST, a narrow ResNet-18 (width 16), two epochs on a 2-core CPU,
 Adam 2e-3 (``w``: 2e-4, the paper's 1:10 ratio). ``:paper``: ImageNet, width 64, SGD

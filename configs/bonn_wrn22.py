@@ -1,13 +1,14 @@
 """BONN's WRN-22 (BONN §4.1, Table 3).
 
-BONN layers and losses (SPEC §5) as in ``bonn_resnet18``; the feature loss is used only
+BONN layers and losses (docs/bonn.md) as in ``bonn_resnet18``; the feature loss is used only
 while fine-tuning, as the paper does for WRN (``bonn_feature_start_epoch``).
 
 Default: embedded MNIST, WRN-22 16-16-32-64, one epoch on a 2-core CPU, feature loss
 from epoch 0.5. ``:paper``: CIFAR-10, SGD momentum 0.9, lr 0.01 ×0.8 every 60 epochs,
-200 epochs (SPEC §5), feature loss over the last 60 epochs (the seed does not say when
-fine-tuning starts: an assumption); add ``wide`` for 64-64-128-256 with dropout 0.3,
-``dataset=cifar100`` for CIFAR-100, ``method=xnor`` (etc.) to drop BONN.
+200 epochs (docs/bonn.md#training-settings), feature loss over the last 60 epochs (the
+seed does not say when fine-tuning starts: an assumption); add ``wide`` for
+64-64-128-256 with dropout 0.3, ``dataset=cifar100`` for CIFAR-100, ``method=xnor``
+(etc.) to drop BONN.
 
 Measured on the default (MNIST, one epoch, Adam 2e-3, 2-core CPU, about 2 min): the
 paper's λ = 1e-4 freezes the binary weights (logged ``flip_ratio`` is 0 from step 50)

@@ -190,7 +190,7 @@ def cross_filter_sweep(add, arg, *, ns: tuple[int, ...] = (1, 2, 4, 8, 16)) -> N
 def add_bonn(c: ml_collections.ConfigDict, *, lam: float = 1e-4, theta: float = 1e-3,
              nu: float = 1e-4, w_lr: float, center_rate: float = 0.5,
              feature_start_epoch: float = 0.0) -> None:
-  """BONN (SPEC §5, :mod:`bnnjax.methods.bonn`): ``method=bonn``, the kernel and
+  """BONN (docs/bonn.md, :mod:`bnnjax.methods.bonn`): ``method=bonn``, the kernel and
   feature loss terms with weights ``λ/2`` and ``θ/2``, and the modulation ``w``'s own
   learning rate (``group_lr.Modulation``).
 

@@ -1,5 +1,5 @@
 """Data-free post-training quantization of a float ResNet-18 (Nayak et al., Bit
-Efficient Quantization; SPEC §6): ``python -m experiments.ptq --config=configs/ptq_resnet18.py``.
+Efficient Quantization; docs/ptq.md): ``python -m experiments.ptq --config=configs/ptq_resnet18.py``.
 
 The top-level fields train the float model (they are ``fp_resnet18``'s, and go to
 ``bnnjax.train.train_and_evaluate`` without ``ptq``); ``ptq`` holds the sweep.

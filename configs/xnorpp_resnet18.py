@@ -1,4 +1,4 @@
-"""XNOR-Net++ ResNet-18 with learned fused scale Γ (``case=1..4``, SPEC §4).
+"""XNOR-Net++ ResNet-18 with learned fused scale Γ (``case=1..4``, docs/xnorpp.md).
 
 Default: embedded MNIST, width-16 ResNet-18, case 4. ``:paper``: ImageNet, Adam,
 lr 1e-3, weight decay 1e-5, ÷10 every 25 epochs, 80 epochs, batch 256 (paper §5.1.3).

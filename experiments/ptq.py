@@ -1,5 +1,5 @@
 """Data-free post-training quantization sweep (Nayak et al., Bit Efficient Quantization;
-SPEC §6): ``python -m experiments.ptq --config=configs/ptq_resnet18.py [--workdir=...]``.
+docs/ptq.md): ``python -m experiments.ptq --config=configs/ptq_resnet18.py [--workdir=...]``.
 
 1. The float model: a workdir that holds a finished run (``results.json`` from
    ``experiments.run`` / ``train_and_evaluate``) is loaded as it is; otherwise the

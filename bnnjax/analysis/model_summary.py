@@ -24,7 +24,8 @@ output ``h × w × o`` (a dense layer is the case ``kh = kw = h = w = 1``, ``c =
 * **MACs**: ``h·w·kh·kw·c·o`` (padding ignored, as Larq), at the precision of the
   wider operand (Larq's rule): 1-bit only when both input and kernel are binary.
 * **Binary operations**: L-bit XNOR-popcount word operations of a bit-packed kernel,
-  ``h·w·o·⌈kh·kw·c / L⌉`` (SPEC §7: packed along the contraction axis).
+  ``h·w·o·⌈kh·kw·c / L⌉`` (packed along the contraction axis,
+  docs/packed.md#cost-counting).
 * **Full-precision multiplications** (``fp_mults``): one per MAC of a layer whose input
   and kernel are both full precision (a ±1 operand needs none), plus
 
@@ -32,10 +33,11 @@ output ``h × w × o`` (a dense layer is the case ``kh = kw = h = w = 1``, ``c =
     ``α``, XNOR-Net++'s folded ``Γ`` (§4.3, "one multiplication per output") and
     BONN's scalar; ``h·w·o/n`` for cross-filter (its cost model: sharing one factor
     over ``n`` filters leaves one full-precision operation per ``n`` outputs, the
-    ``γL/n`` term of ``S_CF(n)``, SPEC §3).
-  - ``k_mults``: XNOR-Net's ``K`` (SPEC §2) as :func:`bnnjax.quant.scales.activation_scale`
-    computes it: ``h_in·w_in`` (channel mean) ``+ h·w`` (box filter normalisation)
-    ``+ h·w·o`` (applying ``K``); dense: ``1 + d_out``.
+    ``γL/n`` term of ``S_CF(n)``, docs/cross_filter.md#speed-up).
+  - ``k_mults``: XNOR-Net's ``K`` (docs/xnor.md#the-activation-map-k) as
+    :func:`bnnjax.quant.scales.activation_scale` computes it: ``h_in·w_in`` (channel
+    mean) ``+ h·w`` (box filter normalisation) ``+ h·w·o`` (applying ``K``); dense:
+    ``1 + d_out``.
 * **Theoretical speed-up** of binary-input, binary-kernel layers: XNOR-Net's
   ``L·c·N_W/(c·N_W + L)`` (XNOR, BONN and unscaled sign layers), cross-filter's
   ``S_CF(n) = γ·L·c·N_W/(c·N_W + γ·L/n)`` and XNOR-Net++'s ``64·w·h·o/(w·h·o + 1)``
@@ -522,7 +524,8 @@ def summary(model: nnx.Module, input_shape: Sequence[int], *, L: int = 64,
   """Per-layer bits, memory, MACs, binary ops, scale multiplications and speed-ups.
 
   The counting rules are in the module docstring (Larq's ``models.summary`` for bits,
-  memory and MACs; SPEC §2-4 and the seed papers for scaling factors and speed-ups).
+  memory and MACs; docs/xnor.md, docs/cross_filter.md, docs/xnorpp.md and the seed
+  papers for scaling factors and speed-ups).
 
   Args:
     model: an NNX model, called as ``model(x, train=False)`` when its ``__call__``

@@ -44,9 +44,10 @@ def scaling_factors(model: nnx.Module, *, include_fp: bool = False
                     ) -> dict[str, np.ndarray]:
   """Per-filter scaling factors of each quantized layer, ``{layer path: (c_out,)}``.
 
-  The filter-wise factor ``α_o = mean|W[..., o]|`` (XNOR-Net/BWN, SPEC §2) of the
-  latent kernel — the quantity the cross-filter paper histograms (§6.1) and
-  averages over groups (§4.4, Eq. 16) — for every layer with a binary kernel. For
+  The filter-wise factor ``α_o = mean|W[..., o]|`` (XNOR-Net/BWN,
+  docs/xnor.md#the-weight-scale) of the latent kernel — the quantity the cross-filter
+  paper histograms (§6.1) and averages over groups (§4.4, Eq. 16) — for every layer
+  with a binary kernel. For
   XNOR-Net++ layers it is the learned ``α`` of ``Γ`` instead (flattened; case 2's
   ``α`` has one value per output position and filter): each method says which factors
   it shows (:meth:`bnnjax.methods.Method.filter_scales`).
@@ -74,7 +75,8 @@ def scaling_factors(model: nnx.Module, *, include_fp: bool = False
 
 
 def cf_sharing_error(alpha, n: int) -> float:
-  """Relative error of sharing one factor per ``n`` adjacent filters (SPEC §3).
+  """Relative error of sharing one factor per ``n`` adjacent filters
+  (docs/cross_filter.md#analyses).
 
   ``||α − α_CF||₂ / ||α||₂`` with ``α_CF`` each filter's group mean (cross-filter's
   optimum from filter-wise factors, §4.4 Eq. 16). 0 when the factors of every group

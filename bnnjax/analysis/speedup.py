@@ -43,7 +43,8 @@ def xnorpp_speedup_ours(w: int, h: int, o: int) -> float:
 
 def cf_speedup(n: int, c: int, kernel_area: int, L: int = 64,
                gamma: float = 1.91) -> float:
-  """Cross-filter speed-up ``S_CF(n) = γ·L·c·N_W / (c·N_W + γ·L/n)`` (SPEC §3, [rec]).
+  """Cross-filter speed-up ``S_CF(n) = γ·L·c·N_W / (c·N_W + γ·L/n)``
+  (docs/cross_filter.md#speed-up, [rec]).
 
   Args:
     n: filters sharing one scaling factor (``n=1`` is XNOR-Net).

@@ -1,4 +1,4 @@
-"""Bit-packed XNOR-popcount kernels (SPEC §7): packing, matmul, binary conv.
+"""Bit-packed XNOR-popcount kernels (docs/packed.md): packing, matmul, binary conv.
 
 * :func:`pack_bits` / :func:`unpack_bits`: ±1 ↔ ``uint32`` words along the
   contraction axis, bit 1 ↔ +1, zero padding bits.
@@ -6,7 +6,8 @@
   an implementation chosen by name with fallback (:mod:`bnnjax.kernels.api`):
   ``"reference"``, ``"xla"`` (fast on CPU), ``"pallas_gpu"`` (Triton), ``"pallas_tpu"``.
 * :func:`binary_conv` / :func:`binary_conv_packed`: im2col + packed matmul with a +1
-  or 0 border (SPEC §7's correction), any strides, SAME/VALID/explicit padding.
+  or 0 border (the correction of docs/packed.md#padding), any strides,
+  SAME/VALID/explicit padding.
 * :func:`binary_conv_ste` / :func:`binary_dense_ste`: the same for training, with the
   gradient of the float reference (``custom_vjp``).
 """

@@ -117,7 +117,8 @@ def _check_operands(a, b, k) -> None:
 def xnor_matmul(a_packed: jax.Array, b_packed: jax.Array, k: int, *,
                 implementation: Implementation = None,
                 interpret: bool = False) -> jax.Array:
-  """``sign(A) @ sign(B)`` exactly from bit-packed operands (SPEC §7), ``(M, N)`` int32.
+  """``sign(A) @ sign(B)`` exactly from bit-packed operands ``(M, N)`` int32
+  (docs/packed.md#the-xnor-popcount-dot-product).
 
   ``out[m, n] = k − 2·Σ_w popcount(a[m, w] XOR b[w, n])``. Bits beyond the ``k`` real
   ones must be equal in both operands (``pack_bits`` makes them 0), so they XOR to 0;

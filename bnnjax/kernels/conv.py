@@ -1,4 +1,5 @@
-"""Binary convolution as im2col + packed XNOR-popcount matmul (SPEC §7).
+"""Binary convolution as im2col + packed XNOR-popcount matmul
+(docs/packed.md#binary-convolution).
 
 The input is packed per pixel along its channels (``ceil(c_in/32)`` words per pixel)
 and the kernel per tap along ``c_in``, so im2col gathers whole words: the patch of an
@@ -123,7 +124,8 @@ def binary_conv_packed(x_packed: jax.Array, w_packed: jax.Array, *, in_features:
     in_features: ``c_in``.
     strides: int or pair.
     padding: ``"SAME"``, ``"VALID"`` or ``((lo, hi), (lo, hi))``.
-    pad_value: value of the border, 0 or 1 (SPEC §7; see the module docstring).
+    pad_value: value of the border, 0 or 1 (docs/packed.md#padding; see the
+      module docstring).
     implementation: the matmul's implementation (:func:`bnnjax.kernels.xnor_matmul`).
     interpret: Pallas interpret mode.
     sums: the kernel's :func:`tap_sums`, if kept (zero padding's correction).

@@ -1,4 +1,4 @@
-"""Bit packing of ±1 values into ``uint32`` words (SPEC §7).
+"""Bit packing of ±1 values into ``uint32`` words (docs/packed.md#bit-packing).
 
 Layout: along the packed axis, element ``32·w + j`` is bit ``j`` (least significant
 first) of word ``w``; bit 1 ↔ +1 and bit 0 ↔ −1, with ``sign(0) = +1`` (so a value

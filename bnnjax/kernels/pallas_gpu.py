@@ -1,4 +1,4 @@
-"""Pallas GPU (Triton) kernels for the exact XNOR-popcount matmul (SPEC §7).
+"""Pallas GPU (Triton) kernels for the exact XNOR-popcount matmul (docs/packed.md).
 
 Two paths, chosen by the number of rows ``M`` (``method="auto"``):
 

@@ -1,4 +1,4 @@
-"""Pallas TPU (Mosaic) kernel for the exact XNOR-popcount matmul (SPEC §7).
+"""Pallas TPU (Mosaic) kernel for the exact XNOR-popcount matmul (docs/packed.md).
 
 TPU MXUs have no popcount, so the packed words are unpacked on the fly and multiplied
 on the MXU. The contraction is split by bit position,

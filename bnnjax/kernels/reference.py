@@ -1,10 +1,11 @@
-"""Plain-jnp references of the packed kernels (SPEC §7): the definitions every
+"""Plain-jnp references of the packed kernels (docs/packed.md): the definitions every
 implementation is tested against.
 
 ``xnor_matmul_reference`` unpacks both operands to ±1 and multiplies them with an
 ``int32`` dot (no popcount), so it checks the packing convention as well as the
-arithmetic of the fast kernels; ``xnor_matmul_popcount_reference`` is SPEC §7's
-formula ``K − 2·Σ_w popcount(a_w XOR b_w)`` written as one broadcast.
+arithmetic of the fast kernels; ``xnor_matmul_popcount_reference`` is the formula
+``K − 2·Σ_w popcount(a_w XOR b_w)`` (docs/packed.md#the-xnor-popcount-dot-product)
+written as one broadcast.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ def xnor_matmul_reference(a_packed: jax.Array, b_packed: jax.Array, k: int) -> j
 
 def xnor_matmul_popcount_reference(a_packed: jax.Array, b_packed: jax.Array,
                                    k: int) -> jax.Array:
-  """SPEC §7 as written: ``K − 2·Σ_w popcount(a[m, w] XOR b[w, n])``, ``(M, N)`` int32."""
+  """``K − 2·Σ_w popcount(a[m, w] XOR b[w, n])`` as written, ``(M, N)`` int32
+  (docs/packed.md#the-xnor-popcount-dot-product)."""
   x = a_packed[:, :, None] ^ b_packed[None, :, :]
   mismatches = jnp.sum(lax.population_count(x).astype(jnp.int32), axis=1)
   return jnp.int32(k) - 2 * mismatches

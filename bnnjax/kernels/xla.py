@@ -1,4 +1,4 @@
-"""Fast exact XNOR-popcount matmul for CPU in plain XLA (SPEC §7).
+"""Fast exact XNOR-popcount matmul for CPU in plain XLA (docs/packed.md).
 
 ``out[m, n] = K − 2·Σ_w popcount(a[m, w] XOR b[w, n])`` is computed as a loop over
 *blocks of words*: each step XORs ``u`` words of every row of ``a`` with the same

@@ -1,4 +1,4 @@
-"""Loss functions: BONN's Bayesian kernel and feature losses (SPEC §5)."""
+"""Loss functions: BONN's Bayesian kernel and feature losses (docs/bonn.md)."""
 
 from bnnjax.losses.bayesian import bayesian_feature_loss
 from bnnjax.losses.bayesian import bayesian_kernel_loss

@@ -1,4 +1,4 @@
-"""BONN's Bayesian kernel and feature losses (Gu et al., BONN, Eqs. 7-10; SPEC §5).
+"""BONN's Bayesian kernel and feature losses (Gu et al., BONN, Eqs. 7-10; docs/bonn.md).
 
 Pure functions in optax style: keyword-only hyper-parameters, no ``λ/2`` or ``θ/2``
 inside (the caller weights them), the feature loss per example (the caller reduces).
@@ -99,7 +99,8 @@ def bayesian_feature_loss(features: ArrayLike, labels: ArrayLike, centers: Array
 
 def update_centers(centers: ArrayLike, features: ArrayLike, labels: ArrayLike,
                    rate: float) -> jax.Array:
-  """Center-loss update of the class centres (Wen et al. 2016; SPEC §5).
+  """Center-loss update of the class centres (Wen et al. 2016;
+  docs/bonn.md#bayesian-feature-loss).
 
   ``c_j ← c_j − a · Σ_m 1{y_m = j} (c_j − f_m) / (1 + Σ_m 1{y_m = j})``
 

@@ -170,7 +170,8 @@ class Method(abc.ABC):
 
   def filter_scales(self, spec, layer) -> jax.Array:
     """The per-filter scaling factors a histogram of the layer shows (cross-filter
-    §6.1): ``α_o = mean|W[..., o]|`` of the latent kernel (SPEC §2)."""
+    §6.1): ``α_o = mean|W[..., o]|`` of the latent kernel
+    (docs/xnor.md#the-weight-scale)."""
     return scales.xnor_weight_scale(layer.kernel[...])
 
   # ------------------------------------------------------------ cost
@@ -186,7 +187,7 @@ class Method(abc.ABC):
   def speedup(self, spec, shape: LayerShape, *, L: int, gamma: float
               ) -> tuple[float, str]:
     """Theoretical speed-up of a binary-input, binary-kernel layer over full precision
-    and the formula's name: XNOR-Net's ``L·c·N_W / (c·N_W + L)`` (SPEC §3 with
-    ``n = 1, γ = 1``)."""
+    and the formula's name: XNOR-Net's ``L·c·N_W / (c·N_W + L)`` (docs/xnor.md#speed-up;
+    cross-filter's ``S_CF(n)`` with ``n = 1, γ = 1``)."""
     from bnnjax.analysis import speedup  # analysis sits above methods
     return speedup.xnor_speedup(shape.c, shape.kh * shape.kw, L=L), "XNOR-Net"

@@ -1,4 +1,4 @@
-"""BONN: Bayesian optimized 1-bit CNNs (Gu et al. 2019; SPEC §5).
+"""BONN: Bayesian optimized 1-bit CNNs (Gu et al. 2019; docs/bonn.md).
 
 Per binarised layer with latent kernel ``k``, the layer owns
 
@@ -53,8 +53,8 @@ class ClassCenter(nnx.Variable):
 
 
 class FeaturePrior(nnx.Module):
-  """BONN's feature prior (SPEC §5): centres ``c`` (zeros) and ``log σ`` (zeros, σ = 1),
-  both ``(num_classes, dim)``."""
+  """BONN's feature prior (docs/bonn.md#bayesian-feature-loss): centres ``c`` (zeros)
+  and ``log σ`` (zeros, σ = 1), both ``(num_classes, dim)``."""
 
   def __init__(self, num_classes: int, dim: int, dtype=jnp.float32):
     self.centers = ClassCenter(jnp.zeros((num_classes, dim), dtype))
@@ -62,8 +62,9 @@ class FeaturePrior(nnx.Module):
 
 
 def init_bonn(kernel: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-  """``(w, μ, log σ)`` of a layer (SPEC §5): ``μ_i = mean|k_i|``,
-  ``log σ_i = log std(k_i)`` and ``w = 1/mean|k|`` over the layer (module docstring)."""
+  """``(w, μ, log σ)`` of a layer: ``μ_i = mean|k_i|``, ``log σ_i = log std(k_i)`` and
+  ``w = 1/mean|k|`` over the layer (module docstring;
+  docs/bonn.md#layer-parameters-and-initialisation)."""
   axes = tuple(range(kernel.ndim - 1))
   mu = jnp.mean(jnp.abs(kernel), axis=axes)
   log_sigma = jnp.log(jnp.maximum(jnp.std(kernel, axis=axes), 1e-8))
@@ -144,7 +145,7 @@ class BONN(Method):
             "bonn_log_sigma": PriorParam(log_sigma)}
 
   def folded_scale(self, spec, layer):
-    """The scalar ``1/mean(w)`` (SPEC §5 [rec])."""
+    """The scalar ``1/mean(w)`` (docs/bonn.md#forward-pass [rec])."""
     return 1.0 / jnp.mean(layer.bonn_modulation[...])
 
   def stored_scales(self, spec, shape) -> int:

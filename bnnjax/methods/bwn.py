@@ -1,4 +1,4 @@
-"""BWN, binary-weight networks (XNOR-Net §3.1; SPEC §2).
+"""BWN, binary-weight networks (XNOR-Net §3.1; docs/xnor.md).
 
 Full-precision input, binary kernel scaled per filter:
 ``W̃ = α ⊙ sign(W)`` with ``α_o = mean(|W[..., o]|)``, the least-squares optimum of
@@ -35,7 +35,7 @@ class BWN(Method):
     return with_k("bwn", spec, preset_k=False)
 
   def folded_scale(self, spec, layer):
-    """``α_o = mean(|W[..., o]|)``, shape ``(c_out,)`` (SPEC §2)."""
+    """``α_o = mean(|W[..., o]|)``, shape ``(c_out,)`` (docs/xnor.md#the-weight-scale)."""
     return scales.xnor_weight_scale(layer.kernel[...])
 
   def stored_scales(self, spec, shape) -> int:

@@ -1,4 +1,4 @@
-"""Cross-filter compression, BW-CF-n and XNOR-CF-n (SPEC §3).
+"""Cross-filter compression, BW-CF-n and XNOR-CF-n (docs/cross_filter.md).
 
 Output filters are split into groups of ``n`` adjacent filters
 ``G_g = {g·n, …, g·n + n − 1}`` that share one factor
@@ -70,11 +70,12 @@ class CrossFilter(Method):
     return shape.o // spec.group_size
 
   def scale_mults(self, spec, shape) -> int:
-    """One multiplication per ``n`` outputs, ``h·w·o/n`` (its cost model, SPEC §3)."""
+    """One multiplication per ``n`` outputs, ``h·w·o/n`` (its cost model,
+    docs/cross_filter.md#speed-up)."""
     return shape.pixels * shape.o // spec.group_size
 
   def speedup(self, spec, shape, *, L, gamma):
-    """``S_CF(n) = γ·L·c·N_W / (c·N_W + γ·L/n)`` (SPEC §3 [rec])."""
+    """``S_CF(n) = γ·L·c·N_W / (c·N_W + γ·L/n)`` (docs/cross_filter.md#speed-up [rec])."""
     from bnnjax.analysis import speedup  # analysis sits above methods
     n = spec.group_size
     return (speedup.cf_speedup(n, shape.c, shape.kh * shape.kw, L=L, gamma=gamma),

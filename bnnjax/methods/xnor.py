@@ -1,4 +1,4 @@
-"""XNOR-Net (Rastegari et al. 2016, §3.2; SPEC §2): binary input and kernel.
+"""XNOR-Net (Rastegari et al. 2016, §3.2; docs/xnor.md): binary input and kernel.
 
 ``I ⊛ W ≈ (sign(I) ⊛ sign(W)) ⊙ K ⊙ α`` with BWN's per-filter ``α_o = mean|W_o|``
 (:mod:`bnnjax.methods.bwn`) and the activation map ``K = A ⊛ k``: ``A = mean_c |I|``

@@ -1,4 +1,4 @@
-"""XNOR-Net++: a learned fused scale Γ (Bulat & Tzimiropoulos 2019, §4; SPEC §4).
+"""XNOR-Net++: a learned fused scale Γ (Bulat & Tzimiropoulos 2019, §4; docs/xnorpp.md).
 
 ``I ⊛ W ≈ (sign(I) ⊛ sign(W)) ⊙ Γ``, Γ learned by backpropagation (no analytic ``α``,
 no ``K``). For an output ``(h_out, w_out, o)`` the four cases are
@@ -38,7 +38,8 @@ class ScaleFactor(nnx.Param):
 def init_gamma(case: int, kernel: jax.Array, out_hw: tuple[int, int]
                ) -> dict[str, jax.Array]:
   """Γ's factors ``{"alpha", "beta", "gamma"}`` of ``case`` with exactly the shapes
-  of SPEC §4: ``alpha`` at XNOR's analytic ``mean|W_o|``, ``beta``/``gamma`` at 1."""
+  of docs/xnorpp.md#the-four-shapes: ``alpha`` at XNOR's analytic ``mean|W_o|``,
+  ``beta``/``gamma`` at 1 (docs/xnorpp.md#initialisation)."""
   o = kernel.shape[-1]
   h, w = out_hw
   alpha = scales.xnor_weight_scale(kernel)

@@ -12,9 +12,9 @@ carry no information at all. The layers are therefore ordered
 for FP, BWN and BW-CF layers. Every model builds the input side of its hidden layers
 with :class:`PreAct`, so the rule cannot be broken by one model forgetting it.
 
-First and last layers (SPEC §2, cross-filter paper §6.3): they are full precision
-(:data:`~bnnjax.nn.FP`) unless ``quantize_first`` / ``quantize_last``, see
-:func:`endpoint_specs`.
+First and last layers (docs/xnor.md#where-binary-layers-sit, cross-filter paper §6.3):
+they are full precision (:data:`~bnnjax.nn.FP`) unless ``quantize_first`` /
+``quantize_last``, see :func:`endpoint_specs`.
 """
 
 from __future__ import annotations

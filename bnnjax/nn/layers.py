@@ -1,6 +1,7 @@
 """Quantized convolution and dense layers (Flax NNX) configured by a :class:`QuantSpec`.
 
-Both layers compute, for binary input and kernel (XNOR-Net, SPEC §2-4),
+Both layers compute, for binary input and kernel (XNOR-Net; docs/xnor.md,
+docs/cross_filter.md, docs/xnorpp.md),
 
     y = (q_in(I) ⊛ q_k(W)) ⊙ K ⊙ S  (+ b)
 
@@ -120,7 +121,7 @@ class _QuantLayer(nnx.Module):
 
     XNOR/cross-filter: ``alpha`` of shape ``(c_out,)``. BONN: the scalar
     ``1/mean(w)`` (the seed's "elements of w replaced by their average in the forward
-    pass", SPEC §5 [rec]). XNOR-Net++: Γ folded from its
+    pass", docs/bonn.md#forward-pass [rec]). XNOR-Net++: Γ folded from its
     factors (``alpha ⊗ beta ⊗ gamma``) into one tensor broadcastable to the output
     (shape ``(c_out,)`` for case 1, ``(h_out, w_out, c_out)`` otherwise; dense layers
     use ``h_out = w_out = 1``). The forward pass multiplies by exactly this tensor, so

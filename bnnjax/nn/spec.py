@@ -46,12 +46,13 @@ class QuantSpec:
     kernel_quantizer_kwargs: same for the kernel quantizer.
     weight_scale: the scale of a registered method (:func:`bnnjax.methods.for_spec`
       finds the method, which defines it): ``none``; ``xnor``
-      (``alpha_o = mean|W_o|``, SPEC §2, :mod:`bnnjax.methods.bwn`); ``cross_filter``
-      (one ``alpha`` per ``group_size`` adjacent filters, SPEC §3,
+      (``alpha_o = mean|W_o|``, docs/xnor.md#the-weight-scale,
+      :mod:`bnnjax.methods.bwn`); ``cross_filter`` (one ``alpha`` per ``group_size``
+      adjacent filters, docs/cross_filter.md#the-shared-factor,
       :mod:`bnnjax.methods.cross_filter`); ``xnorpp`` (XNOR-Net++ learned fused Γ of
-      case ``gamma_case``, SPEC §4, :mod:`bnnjax.methods.xnorpp`); ``bonn`` (BONN's
-      modulation ``w``, ``μ`` and ``log σ``, output scaled by ``1/mean(w)``, SPEC §5,
-      :mod:`bnnjax.methods.bonn`).
+      case ``gamma_case``, docs/xnorpp.md#the-four-shapes, :mod:`bnnjax.methods.xnorpp`);
+      ``bonn`` (BONN's modulation ``w``, ``μ`` and ``log σ``, output scaled by
+      ``1/mean(w)``, docs/bonn.md#forward-pass, :mod:`bnnjax.methods.bonn`).
     group_size: ``n`` of cross-filter compression.
     gamma_case: XNOR-Net++ Γ shape, 1-4.
     activation_scale: multiply by XNOR-Net's ``K`` map (needs a binary input).

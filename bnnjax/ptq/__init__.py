@@ -1,4 +1,4 @@
-"""Data-free post-training quantization and its bit-efficiency analysis (SPEC §6).
+"""Data-free post-training quantization and its bit-efficiency analysis (docs/ptq.md).
 
 Quantizers (:func:`quantize`, :func:`dequantize`), whole models
 (:func:`quantize_model`, :func:`quantize_params`), storage sizes

@@ -1,5 +1,6 @@
 """How well a quantized tensor keeps the range and distribution of the original
-(the seed's "bit efficiency", §III.b; SPEC §6). Host-side numpy.
+(the seed's "bit efficiency", §III.b; docs/ptq.md#bit-efficiency-metrics).
+Host-side numpy.
 
 Per tensor, for the original ``x`` and its quantized version ``x̂`` at ``n`` bits:
 

@@ -1,4 +1,5 @@
-"""Quantizing a trained model's parameters (SPEC §6: conv, dense, batch norm, biases).
+"""Quantizing a trained model's parameters (conv, dense, batch norm, biases;
+docs/ptq.md#what-is-quantized).
 
 The quantizable tensors of a Flax NNX model fall in groups, found by the module that
 owns them (so any model built from these layers works, whatever its attribute names):

@@ -1,4 +1,5 @@
-"""Data-free post-training quantizers (Nayak et al., Bit Efficient Quantization; SPEC §6).
+"""Data-free post-training quantizers (Nayak et al., Bit Efficient Quantization;
+docs/ptq.md#quantization-schemes).
 
 Three schemes map a float tensor to ``n``-bit integer codes (``2 <= n <= 8``) and back,
 per tensor (``axis=None``) or per channel (``axis``: the kept axis, ``-1`` for the
@@ -101,7 +102,7 @@ def code_range(scheme: str, bits: int) -> tuple[int, int]:
 
 def dequantize(codes: ArrayLike, scale: ArrayLike, zero_point: ArrayLike, *,
                scheme: str, bits: int) -> jax.Array:
-  """Float values of stored ``codes`` (SPEC §6).
+  """Float values of stored ``codes`` (docs/ptq.md#quantization-schemes).
 
   * asymmetric: ``x̂ = Δ·(q − z)``;
   * symmetric: ``x̂ = q·s`` with ``s = max|x|/(2^{n−1} − 1)``;
@@ -161,7 +162,7 @@ def _round_log2(a, xp=jnp):
 def quantize(x: ArrayLike, *, scheme: str, bits: int, axis: int | None = None) -> Quantized:
   """Quantizes ``x`` to ``bits``-bit codes with ``scheme``, per tensor or channel.
 
-  The formulas are those of the module docstring (SPEC §6). ``axis=None`` uses one
+  The formulas are those of the module docstring (docs/ptq.md). ``axis=None`` uses one
   scale for the whole tensor; ``axis=k`` one per index of axis ``k`` (per output
   channel of a Flax kernel: ``axis=-1``). ``scheme``, ``bits`` and ``axis`` are static
   under ``jax.jit``.

@@ -1,4 +1,4 @@
-"""What a quantized model costs to store (the seed's Tables 1 and 5; SPEC §6).
+"""What a quantized model costs to store (the seed's Tables 1 and 5; docs/ptq.md#storage).
 
 The stored file is, for each tensor in name order, its bytes with no header (the
 model's structure is known from its code):

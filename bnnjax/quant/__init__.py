@@ -1,4 +1,5 @@
-"""Pure-function quantizers and scaling factors (SPEC §1-3)."""
+"""Pure-function quantizers and scaling factors (docs/sign.md, docs/xnor.md,
+docs/cross_filter.md)."""
 
 from bnnjax.quant.scales import activation_scale
 from bnnjax.quant.scales import cross_filter_from_filterwise

@@ -1,4 +1,5 @@
-"""Analytic scaling factors of XNOR-Net (SPEC §2) and cross-filter compression (SPEC §3).
+"""Analytic scaling factors of XNOR-Net (docs/xnor.md) and cross-filter compression
+(docs/cross_filter.md).
 
 Kernels use Flax's layout: a conv kernel is ``(kh, kw, c_in, c_out)``, a dense
 kernel ``(d_in, d_out)``; in both a *filter* is ``kernel[..., o]``. All functions are
@@ -18,7 +19,8 @@ from jax.typing import ArrayLike
 
 def group_size_error(c_out: int, group_size) -> str | None:
   """Why ``group_size`` cannot split ``c_out`` filters into groups of adjacent
-  filters of equal size (cross-filter compression, SPEC §3), or ``None`` when it can.
+  filters of equal size (cross-filter compression, docs/cross_filter.md#groups), or
+  ``None`` when it can.
 
   The one statement of the rule: layers check it once when they are built
   (:class:`bnnjax.methods.cross_filter.CrossFilter`), the public functions below
@@ -123,7 +125,7 @@ def activation_scale(
     strides: Sequence[int] = (1, 1),
     padding: str | Sequence[tuple[int, int]] = "SAME",
 ) -> jax.Array:
-  """XNOR-Net's activation scale map ``K = A ⊛ k`` (SPEC §2).
+  """XNOR-Net's activation scale map ``K = A ⊛ k`` (docs/xnor.md#the-activation-map-k).
 
   ``A = mean_c |I|`` per spatial position and ``k`` is a ``kh × kw`` box filter of
   value ``1/(kh·kw)`` applied with the conv's stride and zero padding, so ``K[n, i, j]``

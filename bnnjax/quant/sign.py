@@ -1,4 +1,4 @@
-"""Sign quantizers with straight-through gradients (SPEC §1).
+"""Sign quantizers with straight-through gradients (docs/sign.md).
 
 Every quantizer computes ``sign(x)`` in the forward pass with the convention
 ``sign(0) = +1`` (so a single bit holds the result), keeps the input dtype, and

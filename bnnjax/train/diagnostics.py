@@ -10,7 +10,8 @@ step (they trace under ``jax.jit``) and logged as scalars:
   across zero, a ratio near 0.5 means they change at random.
 * :func:`saturation` — the fraction of latent weights outside the clip range
   ``|w| > clip`` of the straight-through estimator (``ste_sign``'s gradient is
-  ``1{|w| <= clip}``, SPEC §1): saturated weights receive no gradient through the sign.
+  ``1{|w| <= clip}``, docs/sign.md#straight-through-gradients): saturated weights
+  receive no gradient through the sign.
 * :func:`tree_norms` — global and per-layer L2 norms of a gradient or update pytree.
 * :func:`training_diagnostics` — all of them as one flat ``{metric name: scalar}``.
 
@@ -109,7 +110,7 @@ def flip_ratio(old_params, new_params) -> tuple[jax.Array, dict[str, jax.Array]]
   """Fraction of binary weights whose sign changed between two parameter states.
 
   Larq's ``FlipRatio``: ``#{i : sign(w_old_i) ≠ sign(w_new_i)} / #{i}``, over the
-  ``LatentWeight`` leaves, with ``sign(0) = +1`` (SPEC §1).
+  ``LatentWeight`` leaves, with ``sign(0) = +1`` (docs/sign.md#the-forward-pass).
 
   Args:
     old_params: parameters before (``nnx.State`` or model).
@@ -147,7 +148,7 @@ def saturation(params, *, clip: float = 1.0, inclusive: bool = False
   """Fraction of latent weights outside the clip range, ``|w| > clip``.
 
   These are the weights the clipped straight-through estimator gives no gradient
-  (``ste_sign``: ``g·1{|w| <= clip}``, SPEC §1).
+  (``ste_sign``: ``g·1{|w| <= clip}``, docs/sign.md#straight-through-gradients).
 
   Args:
     params: ``nnx.State`` or model.

@@ -14,9 +14,9 @@ and the terms the quantization methods bring (:attr:`bnnjax.methods.Method.loss_
 A builder runs before the model is split for training, so it may attach variables the
 term needs (BONN's feature prior) to the model.
 
-BONN (SPEC §5, :mod:`bnnjax.methods.bonn`) brings two terms: ``bayesian_kernel``
-(weight ``λ/2``) and ``bayesian_feature`` (weight ``θ/2``), giving the paper's Eq. 10
-``CE + (λ/2)·Σ_layers L_K + (θ/2)·mean L_F``.
+BONN (docs/bonn.md#total-loss-and-weights, :mod:`bnnjax.methods.bonn`) brings two
+terms: ``bayesian_kernel`` (weight ``λ/2``) and ``bayesian_feature`` (weight ``θ/2``),
+giving the paper's Eq. 10 ``CE + (λ/2)·Σ_layers L_K + (θ/2)·mean L_F``.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""binary_conv equals lax.conv_general_dilated on ±1 data exactly (SPEC §7), for both
-pad values, strides 1 and 2, SAME and VALID; one shared class per implementation."""
+"""binary_conv equals lax.conv_general_dilated on ±1 data exactly
+(docs/packed.md#binary-convolution), for both pad values, strides 1 and 2, SAME and
+VALID; one shared class per implementation."""
 
 import functools
 

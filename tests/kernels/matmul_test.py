@@ -1,4 +1,5 @@
-"""xnor_matmul: every implementation equals sign(A) @ sign(B) exactly (SPEC §7).
+"""xnor_matmul: every implementation equals sign(A) @ sign(B) exactly
+(docs/packed.md#the-xnor-popcount-dot-product).
 
 One shared test class, subclassed per implementation; the Pallas kernels run in
 interpret mode on CPU (their lowering for cuda/tpu is checked in lowering_test.py).

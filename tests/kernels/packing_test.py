@@ -1,4 +1,4 @@
-"""pack_bits / unpack_bits: the bit layout of SPEC §7."""
+"""pack_bits / unpack_bits: the bit layout of docs/packed.md#bit-packing."""
 
 import jax.numpy as jnp
 import numpy as np

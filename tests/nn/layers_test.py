@@ -1,4 +1,5 @@
-"""QuantConv / QuantDense against direct formulas of SPEC §2-4."""
+"""QuantConv / QuantDense against direct formulas of docs/xnor.md, docs/cross_filter.md,
+docs/xnorpp.md."""
 
 import jax
 import jax.numpy as jnp

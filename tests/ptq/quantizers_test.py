@@ -1,4 +1,5 @@
-"""The three PTQ schemes (SPEC §6) against hand-computed values, under jit."""
+"""The three PTQ schemes (docs/ptq.md#quantization-schemes) against hand-computed
+values, under jit."""
 
 import functools
 import itertools

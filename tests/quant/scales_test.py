@@ -1,4 +1,4 @@
-"""Scaling factors: XNOR per filter, cross-filter (SPEC §3) and XNOR's K map."""
+"""Scaling factors: XNOR per filter, cross-filter (docs/cross_filter.md) and XNOR's K map."""
 
 import itertools
 

@@ -1,4 +1,5 @@
-"""Sign quantizers: forward exactly ±1 with sign(0)=+1, backward equal to SPEC §1."""
+"""Sign quantizers: forward exactly ±1 with sign(0)=+1, backward equal to
+docs/sign.md#straight-through-gradients."""
 
 import jax
 import jax.numpy as jnp
