@@ -10,7 +10,10 @@ Config fields read here (all on the top-level ``ConfigDict``):
   (× ``decay_factor`` at each epoch of ``decay_epochs`` if given, else every
   ``decay_every_epochs``); ``warmup_epochs`` linear warm-up.
 - ``weight_decay``: decoupled (AdamW-style for ``adamw``; added to the gradient,
-  i.e. L2, for ``sgd``/``adam``), on kernels of rank ≥ 2 only (not BN, biases, scales).
+  i.e. L2, for ``sgd``/``adam``), on kernels only (:func:`decays`): plain
+  ``nnx.Param`` and ``LatentWeight`` of rank ≥ 2, not BN, biases, XNOR-Net++'s Γ
+  (``ScaleFactor``), BONN's modulation ``w`` (``Modulation``) or priors
+  (``PriorParam``), whatever their rank.
 - ``grad_clip_norm``: global-norm gradient clipping (``None`` for none).
 """
 
@@ -63,13 +66,26 @@ def make_schedule(config, base_lr: float, steps_per_epoch: int,
       [optax.linear_schedule(0.0, base_lr, warmup), main], [warmup])
 
 
-def _is_kernel(path, leaf) -> bool:
-  return getattr(leaf, "ndim", 0) >= 2
+def decays(var) -> bool:
+  """Whether weight decay applies to a parameter: a kernel, i.e. a plain ``nnx.Param``
+  or a binary layer's ``LatentWeight`` of rank ≥ 2. The learned scales and priors are
+  ``nnx.Param`` subclasses of their own and are never decayed, although several have
+  rank ≥ 2 (Γ case 2's α ``(h, w, o)``, case 3's β ``(h, w)``, BONN's conv ``w``
+  ``(kh, kw)`` and the feature prior's ``log σ`` ``(C, D)``): decaying them pulls the
+  scales toward 0 and the priors toward σ = 1, which no paper does."""
+  from bnnjax.nn import layers  # the Variable types (nn does not import train)
+  return (type(var) in (nnx.Param, layers.LatentWeight)
+          and getattr(var, "ndim", 0) >= 2)
+
+
+def decay_mask(params):
+  """``decays`` for each ``nnx.Variable`` of ``params`` (a prefix mask for optax)."""
+  return jax.tree.map(decays, params, is_leaf=lambda x: isinstance(x, nnx.Variable))
 
 
 def _base_optimizer(config, schedule) -> optax.GradientTransformation:
   wd = config.get("weight_decay", 0.0) or 0.0
-  mask = lambda params: jax.tree_util.tree_map_with_path(_is_kernel, params)
+  mask = decay_mask
   if config.optimizer == "adamw":
     return optax.adamw(schedule, weight_decay=wd, mask=mask)
   parts = []

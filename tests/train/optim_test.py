@@ -81,3 +81,32 @@ def test_grad_clip():
   grads = jax.tree.map(lambda x: jnp.full_like(x, 10.0), params)
   updates, _ = tx.update(grads, tx.init(params), params)
   assert optax.global_norm(updates) == pytest.approx(1.0, rel=1e-5)
+
+
+def test_weight_decay_reaches_kernels_only():
+  """Decay shrinks kernels (float and latent) but no BN/bias parameter and none of
+  the learned scales or priors, even those of rank >= 2 (Γ case 2's α, BONN's w)."""
+  rngs = nnx.Rngs(0)
+  layers = nnx.List([
+      nn.QuantConv(2, 4, 3, spec=nn.method_spec("xnorpp_2"), input_size=(5, 5),
+                   use_bias=True, rngs=rngs),
+      nn.QuantConv(4, 4, 3, spec=nn.method_spec("bonn"), rngs=rngs),
+      nn.QuantConv(4, 4, 3, rngs=rngs),
+      nnx.BatchNorm(4, rngs=rngs)])
+  params = nnx.split(layers, nnx.Param, ...)[1]
+  c = _config(optimizer="sgd", momentum=0.0, lr=1.0, schedule="constant",
+              weight_decay=0.5)
+  tx, _ = optim.make_optimizer(c, params, steps_per_epoch=1, total_steps=1)
+  zero = jax.tree.map(jnp.zeros_like, params)
+  updates, _ = tx.update(zero, tx.init(params), params)
+  decayed = {}
+  for (path, var), (_, u) in zip(
+      jax.tree.leaves_with_path(params, is_leaf=lambda x: isinstance(x, nnx.Variable)),
+      jax.tree.leaves_with_path(updates, is_leaf=lambda x: isinstance(x, nnx.Variable))):
+    name = "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
+    decayed[name] = bool(np.any(np.asarray(u[...]) != 0))
+    if decayed[name]:  # lr 1, decay 0.5: the update is -0.5 * the parameter
+      np.testing.assert_allclose(u[...], -0.5 * var[...], rtol=1e-6)
+  assert {n for n, d in decayed.items() if d} == {"0/kernel", "1/kernel", "2/kernel"}
+  assert "0/gamma_alpha" in decayed and "1/bonn_modulation" in decayed
+  assert "3/scale" in decayed and "0/bias" in decayed
