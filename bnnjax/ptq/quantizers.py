@@ -7,7 +7,8 @@ output channels of a Flax kernel), from the tensor's own values only:
 
 * ``"asymmetric"`` [std]: ``Δ = (max − min)/(2^n − 1)``, ``z = round(−min/Δ)``,
   ``q = clip(round(x/Δ) + z, 0, 2^n − 1)``, ``x̂ = Δ·(q − z)``. (The seed prints
-  ``2^{n−1}``; SPEC reads it as a typo for ``2^n − 1``.)
+  ``2^{n−1}``; bnnjax reads it as a typo for ``2^n − 1``:
+  docs/ptq.md#uniform-asymmetric.)
 * ``"symmetric"`` [paper]: ``q = round(x·(2^{n−1} − 1)/max|x|)``,
   ``x̂ = q·max|x|/(2^{n−1} − 1)``; codes in ``[−(2^{n−1} − 1), 2^{n−1} − 1]``.
 * ``"power_of_two"`` [paper + rec]: ``x̂ = sign(x)·2^e``,

@@ -94,7 +94,7 @@ def _require_latent(params, argname: str) -> dict[str, jax.Array]:
 
 
 def _sign(x: jax.Array) -> jax.Array:
-  # SPEC convention: sign(0) = +1, as the quantizers binarise.
+  # sign(0) = +1, as the quantizers binarise (docs/sign.md#the-forward-pass).
   return x >= 0
 
 
