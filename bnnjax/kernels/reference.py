@@ -44,7 +44,11 @@ def xnor_matmul_popcount_reference(a_packed: jax.Array, b_packed: jax.Array,
 
 
 def conv_pads(padding, kernel_size, strides, in_hw) -> tuple[tuple[int, int], ...]:
-  """Explicit ``((lo, hi), (lo, hi))`` of ``"SAME"``/``"VALID"``/explicit padding."""
+  """Explicit ``((lo, hi), (lo, hi))`` of ``"SAME"``/``"VALID"``/explicit padding.
+
+  The one padding normaliser: the kernels, the packed layers, ``QuantConv`` and XNOR's
+  ``K`` map (:func:`bnnjax.quant.scales.activation_scale`) all use it, so they agree on
+  the border and reject the same values (``ValueError`` naming ``padding``)."""
   if isinstance(padding, str):
     if padding.upper() not in ("SAME", "VALID"):
       raise ValueError(f"padding={padding!r}; allowed values are 'SAME', 'VALID' or "

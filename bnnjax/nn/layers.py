@@ -61,7 +61,7 @@ def _pair(v, name) -> tuple[int, int]:
 
 def conv_output_size(in_hw, kernel_size, strides, padding) -> tuple[int, int]:
   """Spatial output size ``(h_out, w_out)`` of a conv with the given geometry."""
-  pads = scales._normalize_padding(padding, kernel_size, strides, in_hw)
+  pads = kernels.reference.conv_pads(padding, kernel_size, strides, in_hw)
   return tuple(
       (i + lo + hi - k) // s + 1
       for i, (lo, hi), k, s in zip(in_hw, pads, kernel_size, strides))
@@ -174,7 +174,7 @@ class QuantConv(_QuantLayer):
     self.kernel_size = _pair(kernel_size, "kernel_size")
     self.strides = _pair(strides, "strides")
     self.padding = padding.upper() if isinstance(padding, str) else tuple(map(tuple, padding))
-    scales._normalize_padding(self.padding, self.kernel_size, self.strides, (1, 1))
+    kernels.reference.conv_pads(self.padding, self.kernel_size, self.strides, (1, 1))
     method = methods.for_spec(spec)
     kh, kw = self.kernel_size
     method.check_layer(spec, kernel_shape=(kh, kw, in_features, out_features),
@@ -193,7 +193,7 @@ class QuantConv(_QuantLayer):
     self._setup(kernel, spec, use_bias, out_features, out_hw, param_dtype)
 
   def _pads(self, in_hw):
-    return scales._normalize_padding(self.padding, self.kernel_size, self.strides, in_hw)
+    return kernels.reference.conv_pads(self.padding, self.kernel_size, self.strides, in_hw)
 
   def __call__(self, x: jax.Array) -> jax.Array:
     if x.ndim != 4 or x.shape[-1] != self.in_features:

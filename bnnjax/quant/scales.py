@@ -16,6 +16,8 @@ import numpy as np
 from jax import lax
 from jax.typing import ArrayLike
 
+from bnnjax.kernels.reference import conv_pads
+
 
 def group_size_error(c_out: int, group_size) -> str | None:
   """Why ``group_size`` cannot split ``c_out`` filters into groups of adjacent
@@ -110,15 +112,6 @@ def group_shared(alpha: ArrayLike, group_size: int) -> jax.Array:
   return jnp.repeat(shared, group_size)
 
 
-def _normalize_padding(padding, kernel_size, strides, in_hw):
-  if isinstance(padding, str):
-    padding = padding.upper()
-    if padding not in ("SAME", "VALID"):
-      raise ValueError(f"padding must be 'SAME', 'VALID' or explicit pairs, got {padding!r}.")
-    return lax.padtype_to_pads(in_hw, kernel_size, strides, padding)
-  return [tuple(p) for p in padding]
-
-
 def activation_scale(
     x: ArrayLike,
     kernel_size: Sequence[int],
@@ -147,7 +140,7 @@ def activation_scale(
   kernel_size = tuple(kernel_size)
   strides = tuple(strides)
   a = jnp.mean(jnp.abs(x), axis=-1, keepdims=True)
-  pads = _normalize_padding(padding, kernel_size, strides, x.shape[1:3])
+  pads = conv_pads(padding, kernel_size, strides, x.shape[1:3])
   # A concrete (numpy) init value lets JAX recognise the sum monoid, which has a
   # transpose rule; a traced one (inside jit) would not be differentiable.
   summed = lax.reduce_window(
