@@ -72,6 +72,7 @@ from bnnjax.nn.layers import LatentWeight
 from bnnjax.nn.layers import QuantConv
 from bnnjax.nn.layers import QuantDense
 from bnnjax.nn.spec import QuantSpec
+from bnnjax.tree_paths import path_name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -327,10 +328,6 @@ def _owns_parameters(module: nnx.Module) -> bool:
              for _, v in _direct_variables(module))
 
 
-def _path_str(path) -> str:
-  return "/".join(str(p) for p in path)
-
-
 @contextlib.contextmanager
 def _recording(types: set[type], targets: dict[int, str], record: dict[str, tuple],
                order: list[str]):
@@ -386,7 +383,7 @@ def _trace(model: nnx.Module, input_shape: tuple[int, ...], dtype):
   The model is split and merged inside ``jax.eval_shape``, so an abstract model (from
   ``nnx.eval_shape``, holding only shapes) works as well as a concrete one.
   """
-  owners = [(_path_str(p), m) for p, m in nnx.iter_graph(model)
+  owners = [(path_name(p), m) for p, m in nnx.iter_graph(model)
             if isinstance(m, nnx.Module) and _owns_parameters(m)]
   types = {type(m) for _, m in owners}
   targets: dict[int, str] = {}
@@ -397,7 +394,7 @@ def _trace(model: nnx.Module, input_shape: tuple[int, ...], dtype):
 
   def forward(state, x):
     copy = nnx.merge(graphdef, state)
-    targets.update({id(m): _path_str(p) for p, m in nnx.iter_graph(copy)
+    targets.update({id(m): path_name(p) for p, m in nnx.iter_graph(copy)
                     if isinstance(m, nnx.Module) and _owns_parameters(m)})
     return copy(x, **kwargs)
 

@@ -8,7 +8,7 @@
 * :func:`plot_training_curves` — metrics of one or several runs from their
   ``metrics.jsonl`` (losses, train/test accuracy, learning rate, diagnostics).
 * Latent-weight distributions over training (BONN Figs. 3-5) are
-  :func:`bnnjax.analysis.latent.plot_latent_histograms`.
+  :func:`bnnjax.analysis.plot_latent_histograms`.
 
 Figures are drawn with ``matplotlib.figure.Figure`` (no pyplot), so they do not change
 the plotting backend of a notebook; show a written PNG with
@@ -30,14 +30,11 @@ from bnnjax import methods
 from bnnjax.nn.layers import QuantConv
 from bnnjax.nn.layers import QuantDense
 from bnnjax.quant import scales
+from bnnjax.tree_paths import path_name
 
 # Metrics that are bookkeeping, not training curves.
 _SKIP = ("step", "epoch", "examples_per_second", "test/count")
 _SPLITS = ("train", "test", "val", "eval")
-
-
-def _path_str(path) -> str:
-  return "/".join(str(p) for p in path)
 
 
 def scaling_factors(model: nnx.Module, *, include_fp: bool = False
@@ -66,7 +63,7 @@ def scaling_factors(model: nnx.Module, *, include_fp: bool = False
     if not (m.spec.binary_kernel or include_fp):
       continue
     alpha = methods.for_spec(m.spec).filter_scales(m.spec, m)
-    out[_path_str(path)] = np.asarray(jax.device_get(alpha), np.float64).ravel()
+    out[path_name(path)] = np.asarray(jax.device_get(alpha), np.float64).ravel()
   if not out:
     raise ValueError(
         "model has no layer with a binary kernel (a full-precision model): pass "
