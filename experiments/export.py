@@ -41,9 +41,11 @@ def rescore(fn, config, info) -> dict:
   evaluates it (same split, examples, batch size and masking)."""
   import numpy as np
   from bnnjax import data as data_lib
+  from bnnjax.train import trainer
   pipe = data_lib.make_pipeline(
-      config.dataset, split=info.splits[1], batch_size=config.get("eval_batch_size", 256),
-      train=False, seed=config.seed, data_dir=config.get("data_dir", None),
+      config.dataset, split=info.splits[1],
+      batch_size=trainer.setting(config, "eval_batch_size"), train=False,
+      seed=config.seed, data_dir=config.get("data_dir", None),
       num_examples=config.get("num_test_examples", None),
       image_size=config.get("image_size", None), pad_remainder=True)
   correct = count = 0.0

@@ -162,6 +162,16 @@ def finished_run(workdir: str) -> bool:
                                                                  "config.json"))
 
 
+def full_precision(method) -> bool:
+  """Whether ``method`` (a ``config.method``, any spelling the registry reads) is the
+  full-precision method; an unknown name is not."""
+  from bnnjax import methods
+  try:
+    return methods.get(method) is methods.fp.METHOD
+  except ValueError:
+    return False
+
+
 def check_before_training(config, workdir: str) -> None:
   """A wrong method or a typo in the figure layer should not wait for the end of
   training (``train.set_up`` checks every other field); nothing is written."""
@@ -171,7 +181,7 @@ def check_before_training(config, workdir: str) -> None:
   if finished_run(workdir):
     return
   tcfg = train_config(config)
-  if tcfg.method != "fp":
+  if not full_precision(tcfg.method):
     raise ConfigError(
         f"config.method={tcfg.method!r}; allowed values are ['fp']: post-training "
         "quantization starts from a full-precision model (nothing was trained).")
@@ -202,7 +212,7 @@ def obtain_model(config, workdir: str):
     check_before_training(config, workdir)
     train.train_and_evaluate(tcfg, workdir)
   model, cfg, info = train.load_trained(workdir)
-  if cfg.method != "fp":
+  if not full_precision(cfg.method):
     from bnnjax.train.validation import ConfigError
     raise ConfigError(
         f"--workdir={workdir} holds a model trained with method={cfg.method!r}; "
