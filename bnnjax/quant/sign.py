@@ -78,7 +78,8 @@ def approx_sign(x: ArrayLike) -> jax.Array:
   """Sign with Bi-Real Net's piecewise-polynomial gradient.
 
   Forward ``sign(x)``; backward ``g * (2 - 2|x|) * 1{|x| <= 1}``, the derivative of
-  the polynomial approximation ``2x + x|x|`` clipped to ``[-1, 1]``.
+  the polynomial approximation ``2x − x|x|`` on ``[-1, 1]`` (``±1`` outside;
+  docs/sign.md#straight-through-gradients).
   """
   return _approx_sign(jnp.asarray(x))
 
