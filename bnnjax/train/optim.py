@@ -23,6 +23,8 @@ import optax
 from flax import nnx
 import jax
 
+from bnnjax.nn import layers
+
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "step")
 
@@ -73,7 +75,6 @@ def decays(var) -> bool:
   rank ≥ 2 (Γ case 2's α ``(h, w, o)``, case 3's β ``(h, w)``, BONN's conv ``w``
   ``(kh, kw)`` and the feature prior's ``log σ`` ``(C, D)``): decaying them pulls the
   scales toward 0 and the priors toward σ = 1, which no paper does."""
-  from bnnjax.nn import layers  # the Variable types (nn does not import train)
   return (type(var) in (nnx.Param, layers.LatentWeight)
           and getattr(var, "ndim", 0) >= 2)
 
