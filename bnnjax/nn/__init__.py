@@ -9,6 +9,11 @@ from bnnjax.nn.layers import QuantConv
 from bnnjax.nn.layers import QuantDense
 from bnnjax.nn.layers import ScaleFactor
 from bnnjax.nn.layers import conv_output_size
+from bnnjax.nn.reactnet import LearnableBias
+from bnnjax.nn.reactnet import PReLUSlope
+from bnnjax.nn.reactnet import RPReLU
+from bnnjax.nn.reactnet import RSign
+from bnnjax.nn.reactnet import ThresholdShift
 from bnnjax.nn.spec import COMPUTES
 from bnnjax.nn.spec import FP
 from bnnjax.nn.spec import METHODS
