@@ -64,6 +64,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.gamma_case = ml_collections.FieldReference(None, field_type=int)
   c.input_quantizer = ml_collections.FieldReference(None, field_type=str)
   c.kernel_quantizer = ml_collections.FieldReference(None, field_type=str)
+  # Their hyper-parameters (docs/quantizers.md), checked against the quantizer, e.g.
+  # {"k_bit": 2, "mode": "weights"} for kernel_quantizer="dorefa"; {} = its defaults.
+  c.input_quantizer_kwargs = ml_collections.ConfigDict()
+  c.kernel_quantizer_kwargs = ml_collections.ConfigDict()
   c.pad_value = ml_collections.FieldReference(None, field_type=float)
   c.quantize_first = False
   c.quantize_last = False

@@ -24,7 +24,8 @@ from bnnjax.methods.base import SpecError
 
 # The config fields a method string is resolved with (``bnnjax.train`` configs).
 CONFIG_FIELDS = ("group_size", "gamma_case", "input_quantizer", "kernel_quantizer",
-                 "pad_value", "binary_compute")
+                 "input_quantizer_kwargs", "kernel_quantizer_kwargs", "pad_value",
+                 "binary_compute")
 # QuantSpec fields whose config field has another name.
 _CONFIG_NAME = {"compute": "binary_compute"}
 _DEFAULTS = dict(input_quantizer="ste_sign", kernel_quantizer="ste_sign", pad_value=0.0,
@@ -188,7 +189,9 @@ def config_error(error: SpecError, config: Mapping[str, Any]) -> ValueError:
   """
   field = _CONFIG_NAME.get(error.field, error.field)
   given = config.get(field, None) if field in CONFIG_FIELDS else None
-  if given is not None:
+  if given is not None and not (field.endswith("_kwargs") and not given):
+    if hasattr(given, "to_dict"):  # a ConfigDict of quantizer hyper-parameters
+      given = given.to_dict()
     return ValueError(f"config.{field}={given!r}{error.reason}")
   return ValueError(f"config.method={config.get('method', None)!r}: "
                     f"{error.field}={error.value!r}{error.reason}")
@@ -196,6 +199,8 @@ def config_error(error: SpecError, config: Mapping[str, Any]) -> ValueError:
 
 def resolve(method: str, *, group_size: int | None = None, gamma_case: int | None = None,
             input_quantizer: str | None = None, kernel_quantizer: str | None = None,
+            input_quantizer_kwargs: Mapping[str, Any] | None = None,
+            kernel_quantizer_kwargs: Mapping[str, Any] | None = None,
             pad_value: float | None = None, binary_compute: str | None = None):
   """The :class:`~bnnjax.nn.QuantSpec` of ``config.method`` and the config's
   quantization fields (``None`` = the default).
@@ -205,8 +210,13 @@ def resolve(method: str, *, group_size: int | None = None, gamma_case: int | Non
       ``"XNOR-CF-8"``, ``"xnorpp_2"``), see :func:`parse`.
     group_size: cross-filter ``n``, when not appended to the name.
     gamma_case: XNOR-Net++ case, when not appended to the name.
-    input_quantizer: sign quantizer for binary inputs (default ``"ste_sign"``).
-    kernel_quantizer: sign quantizer for binary kernels (default ``"ste_sign"``).
+    input_quantizer: quantizer for binary inputs (default ``"ste_sign"``; any name of
+      ``bnnjax.quant.QUANTIZERS``, docs/quantizers.md).
+    kernel_quantizer: quantizer for binary kernels (default ``"ste_sign"``).
+    input_quantizer_kwargs: hyper-parameters of the input quantizer, a dict (e.g.
+      ``{"clip": 0.5}``); set on the spec only when the method quantizes the input.
+    kernel_quantizer_kwargs: same for the kernel quantizer (e.g. ``{"k_bit": 2,
+      "mode": "weights"}`` for ``dorefa``, ``{"threshold": 0.1}`` for ``ste_tern``).
     pad_value: border value of binary inputs, 0 or 1 (default 0).
     binary_compute: ``QuantSpec.compute`` of layers with binary input and kernel
       (default ``"auto"``); full-precision specs ignore it.
@@ -214,11 +224,15 @@ def resolve(method: str, *, group_size: int | None = None, gamma_case: int | Non
   Raises:
     ValueError: naming the config field at fault, e.g. ``config.method='foo' is not
       a known method; allowed values are [...]``, ``config.method='bw_cf' needs
-      config.group_size``, ``config.gamma_case=5; allowed values are [1, 2, 3, 4]``.
+      config.group_size``, ``config.gamma_case=5; allowed values are [1, 2, 3, 4]``,
+      ``config.kernel_quantizer_kwargs={'k_bit': 0}: dorefa: k_bit=0; allowed values
+      are integers 1..16.``
   """
   from bnnjax.nn.spec import QuantSpec  # nn.spec checks specs with this registry
   fields = dict(group_size=group_size, gamma_case=gamma_case,
                 input_quantizer=input_quantizer, kernel_quantizer=kernel_quantizer,
+                input_quantizer_kwargs=input_quantizer_kwargs,
+                kernel_quantizer_kwargs=kernel_quantizer_kwargs,
                 pad_value=pad_value, binary_compute=binary_compute)
   config = {"method": method, **fields}
   name, number = parse(method)
@@ -241,6 +255,11 @@ def resolve(method: str, *, group_size: int | None = None, gamma_case: int | Non
   try:
     preset = m.preset(name, number, input_quantizer=opts["input_quantizer"],
                       kernel_quantizer=opts["kernel_quantizer"], pad_value=opts["pad_value"])
+    # Hyper-parameters go with the quantizers the preset uses (as input_quantizer
+    # itself, they are ignored by a method that keeps the input in float).
+    for q in ("input_quantizer", "kernel_quantizer"):
+      if preset.get(q) is not None and fields[q + "_kwargs"]:
+        preset[q + "_kwargs"] = fields[q + "_kwargs"]
     spec = QuantSpec(**preset)
     # Checked for every method, used by binary ones: full-precision layers ignore it.
     with_compute = dataclasses.replace(spec, compute=opts["binary_compute"])

@@ -5,7 +5,8 @@ docs/cross_filter.md, docs/xnorpp.md),
 
     y = (q_in(I) ⊛ q_k(W)) ⊙ K ⊙ S  (+ b)
 
-where ``q_in``/``q_k`` are the spec's sign quantizers (identity when ``None``), ``K``
+where ``q_in``/``q_k`` are the spec's quantizers (identity when ``None``; ±1 signs
+for the papers' methods, any of docs/quantizers.md otherwise), ``K``
 is XNOR-Net's activation map (when ``activation_scale``), and ``S`` the weight scale:
 1, XNOR's ``alpha_o = mean|W_o|``, cross-filter's shared ``alpha_g``, XNOR-Net++'s
 learned Γ or BONN's ``1/mean(w)``. Scales multiply the *output* of the ±1
@@ -43,7 +44,7 @@ from bnnjax.methods.xnorpp import ScaleFactor  # noqa: F401  (re-exported)
 from bnnjax.nn.spec import FP
 from bnnjax.nn.spec import QuantSpec
 from bnnjax.quant import scales
-from bnnjax.quant.sign import get_quantizer
+from bnnjax.quant.registry import get_quantizer
 
 
 class LatentWeight(nnx.Param):
@@ -131,9 +132,11 @@ class _QuantLayer(nnx.Module):
     return methods.for_spec(self.spec).folded_scale(self.spec, self)
 
   def _packed(self, in_hw, pads) -> bool:
-    """Whether this call computes its ±1 product with the packed kernels."""
+    """Whether this call computes its ±1 product with the packed kernels: only for
+    ±1 sign input and kernel quantizers (``QuantSpec.sign_operands``; the spec refuses
+    ``compute="packed"`` with others)."""
     spec = self.spec
-    if not (spec.binary_input and spec.binary_kernel) or spec.compute == "float":
+    if not spec.sign_operands or spec.compute == "float":
       return False
     return spec.compute == "packed" or packed_is_faster(self, in_hw, pads)
 

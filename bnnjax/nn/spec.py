@@ -21,10 +21,11 @@ bonn       sign         sign         1/mean(w), BONN's w, μ, σ no
 from __future__ import annotations
 
 import dataclasses
+from typing import Any, Mapping
 
 from bnnjax.methods import registry
 from bnnjax.methods.base import SpecError
-from bnnjax.quant.sign import QUANTIZERS
+from bnnjax.quant import registry as quantizers
 
 PAD_VALUES = (0.0, 1.0)
 # How a layer with binary input *and* kernel computes its ±1 product (config field
@@ -37,12 +38,15 @@ class QuantSpec:
   """How a layer quantizes its input and kernel.
 
   Attributes:
-    input_quantizer: name of a sign quantizer (``bnnjax.quant.QUANTIZERS``) applied
-      to the layer input, or ``None`` for full-precision input.
-    kernel_quantizer: name of the sign quantizer applied to the latent kernel, or
-      ``None`` for a full-precision kernel.
+    input_quantizer: name of a registered quantizer (``bnnjax.quant.QUANTIZERS``,
+      docs/quantizers.md) applied to the layer input, or ``None`` for full-precision
+      input.
+    kernel_quantizer: name of the quantizer applied to the latent kernel, or ``None``
+      for a full-precision kernel.
     input_quantizer_kwargs: hyper-parameters of the input quantizer, as
-      ``(("clip", 1.0),)`` pairs (a tuple keeps the spec hashable).
+      ``(("clip", 1.0),)`` pairs (a tuple keeps the spec hashable; a dict is accepted
+      and stored as its sorted pairs), checked against the quantizer
+      (:func:`bnnjax.quant.check_kwargs`).
     kernel_quantizer_kwargs: same for the kernel quantizer.
     weight_scale: the scale of a registered method (:func:`bnnjax.methods.for_spec`
       finds the method, which defines it): ``none``; ``xnor``
@@ -63,7 +67,11 @@ class QuantSpec:
       operands), ``"packed"`` (the bit-packed XNOR-popcount kernels of
       :mod:`bnnjax.kernels` forward, the float straight-through gradient backward) or
       ``"auto"`` (the faster exact one for the platform, see
-      :func:`bnnjax.nn.layers.packed_is_faster`). Other layers ignore it.
+      :func:`bnnjax.nn.layers.packed_is_faster`). Other layers ignore it. The packed
+      path needs both quantizers to be ±1 signs (:func:`bnnjax.quant.is_sign`);
+      ``"packed"`` with another quantizer (``ste_heaviside``, ``ste_tern``,
+      ``dorefa``, ``magnitude_aware_sign``) is an error, ``"auto"`` uses the float
+      path for it.
   """
 
   input_quantizer: str | None = None
@@ -82,9 +90,10 @@ class QuantSpec:
     ``ValueError``) naming the field and the allowed values."""
     for field in ("input_quantizer", "kernel_quantizer"):
       name = getattr(self, field)
-      if name is not None and name not in QUANTIZERS:
+      if name is not None and name not in quantizers.QUANTIZERS:
         raise SpecError(field, name, " is not a known quantizer; allowed values are "
-                        f"None or one of {sorted(QUANTIZERS)}.", owner="QuantSpec")
+                        f"None or one of {list(quantizers.names())}.", owner="QuantSpec")
+      self._check_kwargs(field, name)
     for field in ("group_size", "gamma_case"):
       value = getattr(self, field)
       if not isinstance(value, int) or value < 1:
@@ -100,6 +109,32 @@ class QuantSpec:
     if float(self.pad_value) not in PAD_VALUES:
       raise SpecError("pad_value", self.pad_value, "; allowed values are 0 or 1.",
                       owner="QuantSpec")
+    if self.compute == "packed" and self.binary_input and self.binary_kernel:
+      for field in ("input_quantizer", "kernel_quantizer"):
+        name = getattr(self, field)
+        if not quantizers.is_sign(name):
+          raise SpecError(field, name, quantizers.not_sign_reason(
+              name, "compute='packed' (the XNOR-popcount path; config.binary_compute)"),
+              owner="QuantSpec")
+
+  def _check_kwargs(self, field: str, name: str | None) -> None:
+    """Normalises ``<field>_kwargs`` to sorted pairs and checks them against the
+    quantizer ``name``."""
+    kw_field = field + "_kwargs"
+    value = getattr(self, kw_field)
+    try:
+      items = kwargs_items(value)
+    except (TypeError, ValueError) as e:
+      raise SpecError(kw_field, value, f": {e}", owner="QuantSpec") from None
+    object.__setattr__(self, kw_field, items)  # frozen: normalised once, here
+    if not items:
+      return
+    if name is None:
+      raise SpecError(kw_field, value, f" is set but {field} is None.", owner="QuantSpec")
+    try:
+      quantizers.check_kwargs(name, items)
+    except ValueError as e:
+      raise SpecError(kw_field, value, f": {e}", owner="QuantSpec") from None
 
   @property
   def binary_input(self) -> bool:
@@ -112,6 +147,35 @@ class QuantSpec:
   @property
   def full_precision(self) -> bool:
     return not (self.binary_input or self.binary_kernel)
+
+  @property
+  def sign_operands(self) -> bool:
+    """Whether input and kernel are both quantized by ±1 signs
+    (:func:`bnnjax.quant.is_sign`): what the packed path and export need."""
+    return (quantizers.is_sign(self.input_quantizer)
+            and quantizers.is_sign(self.kernel_quantizer))
+
+
+def kwargs_items(kwargs: Mapping[str, Any] | tuple | None) -> tuple[tuple[str, Any], ...]:
+  """Quantizer hyper-parameters as sorted ``(name, value)`` pairs: ``None`` or ``{}``
+  → ``()``, a mapping (a dict, a ``ConfigDict``) or pairs → sorted pairs.
+
+  Raises:
+    TypeError: anything else, or a pair whose name is not a string.
+  """
+  if kwargs is None:
+    return ()
+  if hasattr(kwargs, "items"):
+    items = list(kwargs.items())
+  elif isinstance(kwargs, (tuple, list)) and all(
+      isinstance(kv, (tuple, list)) and len(kv) == 2 for kv in kwargs):
+    items = [tuple(kv) for kv in kwargs]
+  else:
+    raise TypeError("allowed values are a dict of hyper-parameters or (name, value) "
+                    "pairs")
+  if not all(isinstance(k, str) for k, _ in items):
+    raise TypeError("hyper-parameter names must be strings")
+  return tuple(sorted(items))
 
 
 FP = QuantSpec()
@@ -137,6 +201,8 @@ def method_spec(
     gamma_case: int | None = None,
     input_quantizer: str = "ste_sign",
     kernel_quantizer: str = "ste_sign",
+    input_quantizer_kwargs: Mapping[str, Any] | None = None,
+    kernel_quantizer_kwargs: Mapping[str, Any] | None = None,
     pad_value: float = 0.0,
     compute: str = "auto",
 ) -> QuantSpec:
@@ -149,12 +215,17 @@ def method_spec(
     group_size: cross-filter ``n`` (for ``bw_cf``/``xnor_cf``; required unless
       appended to the name).
     gamma_case: XNOR-Net++ case (for ``xnorpp``; required unless appended).
-    input_quantizer: sign quantizer for binary inputs.
-    kernel_quantizer: sign quantizer for binary kernels.
+    input_quantizer: quantizer for binary inputs.
+    kernel_quantizer: quantizer for binary kernels.
+    input_quantizer_kwargs: its hyper-parameters (e.g. ``{"clip": 0.5}``).
+    kernel_quantizer_kwargs: the kernel quantizer's (e.g. ``{"k_bit": 2, "mode":
+      "weights"}`` for ``dorefa``).
     pad_value: border value of binary inputs (0 or 1).
     compute: how binary-input binary-kernel layers compute (``QuantSpec.compute``).
   """
   return registry.resolve(method, group_size=group_size, gamma_case=gamma_case,
                           input_quantizer=input_quantizer,
-                          kernel_quantizer=kernel_quantizer, pad_value=pad_value,
-                          binary_compute=compute)
+                          kernel_quantizer=kernel_quantizer,
+                          input_quantizer_kwargs=input_quantizer_kwargs,
+                          kernel_quantizer_kwargs=kernel_quantizer_kwargs,
+                          pad_value=pad_value, binary_compute=compute)

@@ -46,12 +46,11 @@ from bnnjax import models
 from bnnjax import nn
 from bnnjax.kernels import float_conv
 from bnnjax.nn import layers as layers_lib
+from bnnjax.quant import registry as quantizers
 from bnnjax.tree_paths import path_name
 
 FORMAT = "bnnjax.packed/2"
 META_KEY = "__meta__"
-# Quantizers whose forward value is sign(x) (sign(0) = +1): one bit holds it.
-SIGN_QUANTIZERS = ("ste_sign", "approx_sign", "swish_sign", "identity_sign")
 
 
 class PackedBits(nnx.Variable):
@@ -88,9 +87,14 @@ class _PackedLayer(nnx.Module):
 
   def _setup(self, layer, axis: int):
     spec = layer.spec
-    if spec.binary_input and spec.input_quantizer not in SIGN_QUANTIZERS:
-      raise ValueError(f"input_quantizer={spec.input_quantizer!r} is not a sign; packed "
-                       f"layers take one of {list(SIGN_QUANTIZERS)}.")
+    # One bit per value holds only a ±1 sign with sign(0) = +1 (quant.is_sign).
+    for field in ("input_quantizer", "kernel_quantizer"):
+      name = getattr(spec, field)
+      if name is not None and not quantizers.is_sign(name):
+        raise ValueError(
+            f"QuantSpec.{field}={name!r} of {type(layer).__name__}("
+            f"{layer.in_features} -> {layer.out_features})" + quantizers.not_sign_reason(
+                name, "the packed export (one bit per value)"))
     self.spec = spec
     self.in_features, self.out_features = layer.in_features, layer.out_features
     self.kernel_shape = tuple(layer.kernel[...].shape)
@@ -201,6 +205,8 @@ def pack_model(model: nnx.Module) -> nnx.Module:
 
   Raises:
     TypeError: ``model`` is not an ``nnx.Module`` or has no quantized layer at all.
+    ValueError: a binary layer's input or kernel quantizer is not a ±1 sign
+      (:func:`bnnjax.quant.is_sign`; ``ste_tern``, ``dorefa`` ... need more than a bit).
   """
   if not isinstance(model, nnx.Module):
     raise TypeError(f"pack_model packs an nnx.Module, got {type(model).__name__}.")

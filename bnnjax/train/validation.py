@@ -104,6 +104,16 @@ def _mapping(field, v):
     raise _bad(field, v, "a dict (ConfigDict)")
 
 
+def _quantizer_kwargs(field, v):
+  """A dict of quantizer hyper-parameters with Python scalar values; the names and
+  values are checked against the quantizer when the spec is resolved
+  (:func:`bnnjax.methods.from_config`)."""
+  _mapping(field, v)
+  for name, value in dict(v).items():
+    if value is not None and not isinstance(value, (bool, int, float, str)):
+      raise _bad(f"{field}.{name}", value, "Python scalars (int, float, bool, str) or None")
+
+
 def _decay_epochs(field, v):
   if v is None:
     return
@@ -153,6 +163,8 @@ def _checks() -> dict[str, Callable]:
       "gamma_case": _int(1, optional=True),
       "input_quantizer": _str(optional=True),
       "kernel_quantizer": _str(optional=True),
+      "input_quantizer_kwargs": _quantizer_kwargs,
+      "kernel_quantizer_kwargs": _quantizer_kwargs,
       "pad_value": _real(optional=True),
       "quantize_first": _bool,
       "quantize_last": _bool,
