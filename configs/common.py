@@ -93,6 +93,13 @@ def base_config() -> ml_collections.ConfigDict:
   c.group_lr = ml_collections.ConfigDict()
   c.clip_latent = ml_collections.FieldReference(None, field_type=float)
   c.grad_clip_norm = ml_collections.FieldReference(None, field_type=float)
+  # What trains the binary kernels: "latent" (the optimizer above on float latent
+  # weights) or "bop" (Helwegen et al. 2019, docs/bop.md: rate γ, threshold τ; Larq's
+  # and the paper's defaults); γ's schedule: None = the learning rate's shape.
+  c.kernel_optimizer = "latent"
+  c.bop_gamma = 1e-4
+  c.bop_threshold = 1e-8
+  c.bop_gamma_schedule = ml_collections.FieldReference(None, field_type=str)
   c.loss_terms = ml_collections.ConfigDict()
   # Bookkeeping.
   c.log_every_steps = 50

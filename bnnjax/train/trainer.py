@@ -35,6 +35,7 @@ from bnnjax import data as data_lib
 from bnnjax import methods
 from bnnjax import models
 from bnnjax import nn
+from bnnjax.train import bop as bop_lib
 from bnnjax.train import checkpoint as ckpt_lib
 from bnnjax.train import diagnostics
 from bnnjax.train import loss_terms as loss_lib
@@ -135,6 +136,8 @@ def set_up(config) -> Setup:
       steps_per_epoch=steps_per_epoch))
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   tx, schedules = optim.make_optimizer(config, params, steps_per_epoch, total_steps)
+  if optim.uses_bop(config):  # Bop trains ±1 kernels from step 0 (docs/bop.md)
+    params = bop_lib.binarize_kernels(params)
   state = TrainState(jnp.zeros((), jnp.int32), params, rest, tx.init(params))
   return Setup(info, steps_per_epoch, total_steps, graphdef, state, tx, terms, schedules)
 
@@ -187,12 +190,14 @@ def config_differences(workdir: str, config) -> dict[str, tuple[Any, Any]] | Non
   """The fields that matter in which ``config`` differs from the run in ``workdir``.
 
   Compares ``workdir/config.json`` (written by :func:`train_and_evaluate`) with
-  ``config`` as JSON, leaving out :data:`RESUMABLE_FIELDS`.
+  ``config`` as JSON, leaving out :data:`RESUMABLE_FIELDS`. A field that one of them
+  lacks counts at ``base_config()``'s default, as :func:`setting` reads it (a run saved
+  before ``kernel_optimizer`` existed resumes as ``"latent"``, which it was).
 
   Returns:
     ``{field: (saved value, current value)}`` sorted by field (``None`` for a field
-    one of them lacks), empty when the run can be resumed with ``config``; ``None``
-    when ``workdir`` holds no config.json.
+    that one of them and base_config() lack), empty when the run can be resumed
+    with ``config``; ``None`` when ``workdir`` holds no config.json.
   """
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
@@ -200,9 +205,11 @@ def config_differences(workdir: str, config) -> dict[str, tuple[Any, Any]] | Non
   with open(path) as f:
     saved = json.load(f)
   current = json.loads(config.to_json_best_effort())
+  defaults = json.loads(_defaults().to_json_best_effort())
   keys = (set(saved) | set(current)) - set(RESUMABLE_FIELDS)
-  return {k: (saved.get(k), current.get(k)) for k in sorted(keys)
-          if saved.get(k) != current.get(k)}
+  pairs = {k: (saved.get(k, defaults.get(k)), current.get(k, defaults.get(k)))
+           for k in sorted(keys)}
+  return {k: (a, b) for k, (a, b) in pairs.items() if a != b}
 
 
 def _check_workdir_config(workdir: str, config) -> bool:
