@@ -285,9 +285,9 @@ def test_sigkill_sigterm_sigint_at_a_random_step_resume_bit_identically(tmp_path
   array of the final checkpoint with an uninterrupted run's."""
   config_file = tmp_path / "tiny_config.py"
   config_file.write_text(TINY_CONFIG_FILE)
-  steps = 60
+  steps = 30
   rng = random.Random()
-  kills = {sig: rng.randrange(5, 40) for sig in (signal.SIGKILL, signal.SIGTERM,
+  kills = {sig: rng.randrange(5, 20) for sig in (signal.SIGKILL, signal.SIGTERM,
                                                  signal.SIGINT)}
   straight = _start(config_file, tmp_path / "straight", steps)  # compiles first
   _, err = straight.communicate(timeout=400)
