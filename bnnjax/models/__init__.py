@@ -17,6 +17,10 @@ return_features=False)`` on NHWC ``x``, returning logits ``(N, num_classes)`` or
 feature loss). ``spec`` quantizes the hidden layers; the first and last layers are FP
 unless ``quantize_first``/``quantize_last``; shortcut convs are always FP. Hidden
 layers follow the binary-input rule of :mod:`bnnjax.models.common`.
+
+Every model also takes ``reactnet`` (default False): ReActNet's learnable thresholds,
+RSign's learned per-channel shift before each binary-input layer and RPReLU on the
+real-valued outputs of the layers (where, per model: docs/reactnet.md).
 """
 
 from __future__ import annotations
@@ -72,7 +76,8 @@ def get_model(name: str, *, num_classes: int, input_shape: tuple[int, int, int],
     quantize_last: quantize the classifier with ``spec`` too (else FP).
     rngs: ``nnx.Rngs`` with a ``params`` stream (and ``dropout`` if the model drops).
     **kwargs: model-specific arguments (:func:`model_kwargs`), e.g. ``width`` or
-      ``width_mult``, ``stem``, ``widths``, ``dropout``.
+      ``width_mult``, ``stem``, ``widths``, ``dropout``, and ``reactnet`` (every
+      model: ReActNet's RSign and RPReLU, docs/reactnet.md).
 
   Raises:
     ValueError: unknown ``name`` (names ``model_name`` and the allowed values), or a

@@ -15,6 +15,13 @@ with :class:`PreAct`, so the rule cannot be broken by one model forgetting it.
 First and last layers (docs/xnor.md#where-binary-layers-sit, cross-filter paper §6.3):
 they are full precision (:data:`~bnnjax.nn.FP`) unless ``quantize_first`` /
 ``quantize_last``, see :func:`endpoint_specs`.
+
+**ReActNet's learnable thresholds** (model argument ``reactnet=True`` of every model,
+docs/reactnet.md): :class:`PreAct` and :class:`InputNorm` put RSign's learned
+per-channel shift between the batch norm and a layer that binarises its input
+(``BN → +b → sign → conv``, :class:`~bnnjax.nn.LearnableBias`), and :class:`PreAct`
+can put RPReLU after its batch norm (``rprelu``); where each model puts RPReLU is
+in its docstring.
 """
 
 from __future__ import annotations
@@ -28,6 +35,8 @@ from jax import lax
 
 from bnnjax.kernels import pooling
 
+from bnnjax.nn.reactnet import LearnableBias
+from bnnjax.nn.reactnet import RPReLU
 from bnnjax.nn.spec import FP
 from bnnjax.nn.spec import QuantSpec
 
@@ -67,19 +76,31 @@ class PreAct(nnx.Module):
   dropped zero right before ``sign`` would always become +1, a fixed value instead of
   a dropped one.
 
+  ReActNet (docs/reactnet.md): ``rsign`` adds RSign's learned per-channel shift ``b``
+  after the batch norm of a binary-input spec, so the layer computes ``sign(BN(x) +
+  b)`` (a full-precision-input spec has no sign to shift: ``rsign`` is ignored there);
+  ``rprelu`` puts :class:`~bnnjax.nn.RPReLU` right after the batch norm: before the
+  shift and the layer's sign for binary input (``BN → RPReLU → +b → sign``), in place
+  of the ReLU for full-precision input (``BN → RPReLU``; RPReLU with ``β = γ = ζ = 0``
+  is ReLU).
+
   Args:
     num_features: channels (last axis) of the input.
     spec: the spec of the layer this feeds.
     dropout: dropout rate; 0 for none. Needs an rng stream ``dropout`` in ``rngs``.
+    rsign: RSign's learned shift before a binary-input layer.
+    rprelu: RPReLU after the batch norm.
     rngs: ``nnx.Rngs``.
   """
 
   def __init__(self, num_features: int, spec: QuantSpec, *, dropout: float = 0.0,
-               rngs: nnx.Rngs):
+               rsign: bool = False, rprelu: bool = False, rngs: nnx.Rngs):
     if not 0.0 <= dropout < 1.0:
       raise ValueError(f"dropout={dropout!r}; allowed values are 0 <= dropout < 1.")
     self.binary_input = spec.binary_input
-    self.activation = input_activation(spec)
+    self.rprelu = RPReLU(num_features) if rprelu else None
+    self.activation = _identity if rprelu else input_activation(spec)
+    self.shift = LearnableBias(num_features) if rsign and spec.binary_input else None
     self.norm = batch_norm(num_features, rngs=rngs)
     drop = None
     if dropout > 0:
@@ -94,7 +115,12 @@ class PreAct(nnx.Module):
   def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
     if self.dropout is not None and self.binary_input:
       x = self.dropout(x, deterministic=not train)
-    x = self.activation(self.norm(x, use_running_average=not train))
+    x = self.norm(x, use_running_average=not train)
+    if self.rprelu is not None:
+      x = self.rprelu(x)
+    x = self.activation(x)
+    if self.shift is not None:
+      x = self.shift(x)
     if self.dropout is not None and not self.binary_input:
       x = self.dropout(x, deterministic=not train)
     return x
@@ -106,20 +132,32 @@ class InputNorm(nnx.Module):
   The binary-input rule applied to the first layer: ``sign`` of an un-normalised image
   is mostly constant, so a binary-input first layer (``quantize_first`` with an XNOR
   spec) gets a batch norm before it, never a ReLU. A full-precision-input first layer
-  sees the image as it is.
+  sees the image as it is. ``rsign``: RSign's learned per-channel shift after the
+  batch norm (``sign(BN(x) + b)``, docs/reactnet.md).
   """
 
-  def __init__(self, num_features: int, *, rngs: nnx.Rngs):
+  def __init__(self, num_features: int, *, rsign: bool = False, rngs: nnx.Rngs):
     self.norm = batch_norm(num_features, rngs=rngs)
+    self.shift = LearnableBias(num_features) if rsign else None
 
   def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
-    return self.norm(x, use_running_average=not train)
+    x = self.norm(x, use_running_average=not train)
+    return x if self.shift is None else self.shift(x)
 
 
-def first_layer_norm(spec: QuantSpec, num_features: int, *,
+def first_layer_norm(spec: QuantSpec, num_features: int, *, rsign: bool = False,
                      rngs: nnx.Rngs) -> InputNorm | None:
-  """:class:`InputNorm` when the first layer's ``spec`` binarises its input, else None."""
-  return InputNorm(num_features, rngs=rngs) if spec.binary_input else None
+  """:class:`InputNorm` (with RSign's shift if ``rsign``) when the first layer's
+  ``spec`` binarises its input, else None."""
+  return (InputNorm(num_features, rsign=rsign, rngs=rngs) if spec.binary_input
+          else None)
+
+
+def check_reactnet(reactnet) -> bool:
+  """Validates the ``reactnet`` model argument (docs/reactnet.md); returns it."""
+  if not isinstance(reactnet, bool):
+    raise ValueError(f"reactnet={reactnet!r}; allowed values are True, False.")
+  return reactnet
 
 
 def endpoint_specs(spec: QuantSpec, *, quantize_first: bool,

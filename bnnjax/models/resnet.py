@@ -11,6 +11,10 @@ basic block and a sign before each convolution.
 One *unit* here is ``out = conv3x3(act(BN(x))) + shortcut(x)`` with ``act`` given by
 the binary-input rule (:mod:`bnnjax.models.common`: ``BN → sign → binary conv`` for
 binary-input specs, ``BN → ReLU → conv`` otherwise); a basic block is two units.
+
+With ``reactnet=True`` (ReActNet's ResNet/Bi-Real variant, Liu et al. 2020 §3.2,
+docs/reactnet.md) a unit is ``out = RPReLU(conv3x3(sign(BN(x) + b)) + shortcut(x))``:
+RSign's learned shift ``b`` before the sign, RPReLU after the residual sum.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from bnnjax.models import common
 from bnnjax.nn.layers import QuantConv
 from bnnjax.nn.layers import QuantDense
 from bnnjax.nn.layers import conv_output_size
+from bnnjax.nn.reactnet import RPReLU
 from bnnjax.nn.spec import FP
 from bnnjax.nn.spec import QuantSpec
 
@@ -52,33 +57,39 @@ class Downsample(nnx.Module):
 
 
 class BiRealUnit(nnx.Module):
-  """``out = conv3x3(act(BN(x))) + shortcut(x)``, one binary conv with its shortcut."""
+  """``out = conv3x3(act(BN(x))) + shortcut(x)``, one binary conv with its shortcut.
+
+  ``reactnet``: ``out = RPReLU(conv3x3(act(BN(x) + b)) + shortcut(x))`` (RSign's shift
+  ``b`` only for a binary-input spec), as ReActNet's Bi-Real block.
+  """
 
   def __init__(self, c_in: int, c_out: int, stride: int, spec: QuantSpec, *,
-               input_size, rngs: nnx.Rngs):
+               input_size, reactnet: bool = False, rngs: nnx.Rngs):
     if stride not in (1, 2):
       raise ValueError(f"stride={stride!r}; allowed values are 1, 2.")
-    self.preact = common.PreAct(c_in, spec, rngs=rngs)
+    self.preact = common.PreAct(c_in, spec, rsign=reactnet, rngs=rngs)
     self.conv = QuantConv(c_in, c_out, 3, strides=stride, padding=PAD1, spec=spec,
                           input_size=input_size, rngs=rngs)
     self.shortcut = (Downsample(c_in, c_out, stride, input_size=input_size, rngs=rngs)
                      if stride != 1 or c_in != c_out else None)
+    self.rprelu = RPReLU(c_out) if reactnet else None
     self.output_size = conv_output_size(input_size, (3, 3), (stride, stride), PAD1)
 
   def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
     y = self.conv(self.preact(x, train=train))
     s = x if self.shortcut is None else self.shortcut(x, train=train)
-    return y + s
+    return y + s if self.rprelu is None else self.rprelu(y + s)
 
 
 class BasicBlock(nnx.Module):
   """Two :class:`BiRealUnit` (the first may downsample)."""
 
   def __init__(self, c_in: int, c_out: int, stride: int, spec: QuantSpec, *,
-               input_size, rngs: nnx.Rngs):
-    self.unit1 = BiRealUnit(c_in, c_out, stride, spec, input_size=input_size, rngs=rngs)
+               input_size, reactnet: bool = False, rngs: nnx.Rngs):
+    self.unit1 = BiRealUnit(c_in, c_out, stride, spec, input_size=input_size,
+                            reactnet=reactnet, rngs=rngs)
     self.unit2 = BiRealUnit(c_out, c_out, 1, spec, input_size=self.unit1.output_size,
-                            rngs=rngs)
+                            reactnet=reactnet, rngs=rngs)
     self.output_size = self.unit2.output_size
 
   def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
@@ -101,6 +112,13 @@ class ResNet18(nnx.Module):
   When the stem conv binarises its input (``quantize_first`` with a binary-input
   spec) a batch norm is put before it (the rule; never a ReLU on the raw image).
 
+  ``reactnet=True`` adds ReActNet's learnable thresholds (docs/reactnet.md): RSign's
+  per-channel shift before every binary-input layer (the 16 unit convs; the stem and
+  the classifier too when they are binarised) and RPReLU after each unit's residual
+  sum. The stem, the head and the shortcuts are unchanged. With a full-precision-input
+  spec (``fp``, ``bwn``, ``bw_cf``) there is no sign to shift, and only RPReLU is
+  added.
+
   Args:
     num_classes: classifier outputs.
     input_shape: ``(H, W, C)`` of one example.
@@ -110,15 +128,18 @@ class ResNet18(nnx.Module):
     rngs: ``nnx.Rngs`` (stream ``params``).
     width: stem / first-stage channels (64 in the paper; small for tests).
     stem: ``"imagenet"`` or ``"small"``; default ``"imagenet"`` if ``H >= 64``.
+    reactnet: ReActNet's RSign and RPReLU (see above).
   """
 
   def __init__(self, *, num_classes: int, input_shape, spec: QuantSpec,
                quantize_first: bool = False, quantize_last: bool = False,
-               rngs: nnx.Rngs, width: int = 64, stem: str | None = None):
+               rngs: nnx.Rngs, width: int = 64, stem: str | None = None,
+               reactnet: bool = False):
     h, w, c = common.check_model_args(num_classes=num_classes, input_shape=input_shape,
                                       spec=spec)
     if not isinstance(width, int) or width < 1:
       raise ValueError(f"width={width!r}; allowed values are integers >= 1.")
+    common.check_reactnet(reactnet)
     if stem is None:
       stem = "imagenet" if h >= 64 else "small"
     if stem not in STEMS:
@@ -126,7 +147,7 @@ class ResNet18(nnx.Module):
     first, last = common.endpoint_specs(spec, quantize_first=quantize_first,
                                         quantize_last=quantize_last)
     self.stem = stem
-    self.input_norm = common.first_layer_norm(first, c, rngs=rngs)
+    self.input_norm = common.first_layer_norm(first, c, rsign=reactnet, rngs=rngs)
     if stem == "imagenet":
       self.stem_conv = QuantConv(c, width, 7, strides=2, padding=((3, 3), (3, 3)),
                                  spec=first, input_size=(h, w), rngs=rngs)
@@ -144,12 +165,12 @@ class ResNet18(nnx.Module):
       c_out = width * 2**stage
       for b in range(2):
         block = BasicBlock(c_in, c_out, stride if b == 0 else 1, spec, input_size=hw,
-                           rngs=rngs)
+                           reactnet=reactnet, rngs=rngs)
         hw = common.check_spatial(block.output_size, input_shape, f"stage {stage + 1}")
         blocks.append(block)
         c_in = c_out
     self.blocks = nnx.List(blocks)
-    self.head = common.PreAct(c_in, last, rngs=rngs)
+    self.head = common.PreAct(c_in, last, rsign=reactnet, rngs=rngs)
     self.classifier = QuantDense(c_in, num_classes, spec=last, rngs=rngs)
     self.num_features = c_in
 

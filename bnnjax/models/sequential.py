@@ -12,6 +12,12 @@ the next ``PreAct`` (XNOR-Net's block order ``BN → sign → conv → pool``). 
 layers have no bias (a batch norm follows); the classifier has one. The last weight
 layer is the classifier: its width (10 or 1000 in the papers) is replaced by
 ``num_classes``; a trailing ``Softmax`` item stands for a dense classifier.
+
+With ``reactnet=True`` (docs/reactnet.md) every ``PreAct`` becomes ReActNet's: these
+networks have no shortcuts, so the real-valued output of each layer goes through
+RPReLU right after the batch norm that follows it (``BN → RPReLU → +b → sign → conv``
+before a binary-input layer, with RSign's learned shift ``b``; ``BN → RPReLU → conv``
+before a full-precision-input one, RPReLU in place of the ReLU).
 """
 
 from __future__ import annotations
@@ -116,6 +122,8 @@ class LayerStringNet(nnx.Module):
       dense layer that follows a dense layer), as Krizhevsky et al. 2012 do.
     first_stride: stride of the first conv.
     first_padding: symmetric padding of the first conv (default ``(k - 1) // 2``).
+    reactnet: ReActNet's RSign and RPReLU in every ``PreAct`` (module docstring), and
+      RSign's shift before a binarised first layer.
 
   Calling the model returns logits ``(N, num_classes)``, or ``(logits, features)`` with
   ``features`` the (pre-activated) input of the classifier, global-average-pooled when
@@ -128,9 +136,11 @@ class LayerStringNet(nnx.Module):
                num_classes: int, input_shape, spec: QuantSpec,
                quantize_first: bool = False, quantize_last: bool = False,
                rngs: nnx.Rngs, width_mult: float = 1.0, dropout: float = 0.0,
-               first_stride: int = 1, first_padding: int | None = None):
+               first_stride: int = 1, first_padding: int | None = None,
+               reactnet: bool = False):
     h, w, c = common.check_model_args(num_classes=num_classes, input_shape=input_shape,
                                       spec=spec)
+    common.check_reactnet(reactnet)
     if not width_mult > 0:
       raise ValueError(f"width_mult={width_mult!r}; allowed values are > 0.")
     parsed = list(ls.parse_layers(layers))
@@ -174,8 +184,9 @@ class LayerStringNet(nnx.Module):
         pad = (first_padding if (i == first_i and first_padding is not None)
                else (k - 1) // 2)
         out = num_classes if i == last_i else _scaled(layer.filters, width_mult)
-        pre = (common.first_layer_norm(layer_spec, c, rngs=rngs) if i == first_i
-               else common.PreAct(c, layer_spec, rngs=rngs))
+        pre = (common.first_layer_norm(layer_spec, c, rsign=reactnet, rngs=rngs)
+               if i == first_i else
+               common.PreAct(c, layer_spec, rsign=reactnet, rprelu=reactnet, rngs=rngs))
         pads = ((pad, pad), (pad, pad))
         conv = QuantConv(c, out, k, strides=stride, padding=pads, spec=layer_spec,
                          use_bias=i == last_i, input_size=hw, rngs=rngs)
@@ -189,10 +200,10 @@ class LayerStringNet(nnx.Module):
         d_in = c if flat else hw[0] * hw[1] * c
         out = num_classes if i == last_i else _scaled(layer.units, width_mult)
         if i == first_i:
-          pre = common.first_layer_norm(layer_spec, d_in, rngs=rngs)
+          pre = common.first_layer_norm(layer_spec, d_in, rsign=reactnet, rngs=rngs)
         else:
           pre = common.PreAct(d_in, layer_spec, dropout=dropout if prev_dense else 0.0,
-                              rngs=rngs)
+                              rsign=reactnet, rprelu=reactnet, rngs=rngs)
         dense = QuantDense(d_in, out, spec=layer_spec, use_bias=i == last_i, rngs=rngs)
         ops.append(_DenseOp(pre, dense, flatten=not flat))
         c, flat, prev_dense = out, True, True
@@ -231,13 +242,14 @@ class NIN(LayerStringNet):
 
   def __init__(self, *, num_classes: int, input_shape, spec: QuantSpec,
                quantize_first: bool = False, quantize_last: bool = False,
-               rngs: nnx.Rngs, width_mult: float = 1.0, layers: str = NIN_LAYERS):
+               rngs: nnx.Rngs, width_mult: float = 1.0, layers: str = NIN_LAYERS,
+               reactnet: bool = False):
     super().__init__(
         layers, pools={"MP2": PoolGeometry(3, 2, 1), "AP2": PoolGeometry(3, 2, 1),
                        "AP1": GLOBAL},
         num_classes=num_classes, input_shape=input_shape, spec=spec,
         quantize_first=quantize_first, quantize_last=quantize_last, rngs=rngs,
-        width_mult=width_mult)
+        width_mult=width_mult, reactnet=reactnet)
 
 
 class VGG7(LayerStringNet):
@@ -256,11 +268,12 @@ class VGG7(LayerStringNet):
   def __init__(self, *, num_classes: int, input_shape, spec: QuantSpec,
                quantize_first: bool = False, quantize_last: bool = False,
                rngs: nnx.Rngs, width_mult: float = 1.0, dropout: float = 0.0,
-               layers: str = VGG7_LAYERS):
+               layers: str = VGG7_LAYERS, reactnet: bool = False):
     super().__init__(
         layers, pools={"MP2": PoolGeometry(2, 2, 0)}, num_classes=num_classes,
         input_shape=input_shape, spec=spec, quantize_first=quantize_first,
-        quantize_last=quantize_last, rngs=rngs, width_mult=width_mult, dropout=dropout)
+        quantize_last=quantize_last, rngs=rngs, width_mult=width_mult, dropout=dropout,
+        reactnet=reactnet)
 
 
 class AlexNet(LayerStringNet):
@@ -290,7 +303,8 @@ class AlexNet(LayerStringNet):
   def __init__(self, *, num_classes: int, input_shape, spec: QuantSpec,
                quantize_first: bool = False, quantize_last: bool = False,
                rngs: nnx.Rngs, width_mult: float = 1.0, dropout: float = 0.5,
-               first_stride: int | None = None, layers: str = ALEXNET_LAYERS):
+               first_stride: int | None = None, layers: str = ALEXNET_LAYERS,
+               reactnet: bool = False):
     if first_stride is None:
       first_stride = 4 if min(tuple(input_shape)[:2]) >= 96 else 1
     if first_stride not in (1, 4):
@@ -299,4 +313,5 @@ class AlexNet(LayerStringNet):
         layers, pools={"MP2": PoolGeometry(3, 2, 0)}, num_classes=num_classes,
         input_shape=input_shape, spec=spec, quantize_first=quantize_first,
         quantize_last=quantize_last, rngs=rngs, width_mult=width_mult, dropout=dropout,
-        first_stride=first_stride, first_padding=0 if first_stride == 4 else None)
+        first_stride=first_stride, first_padding=0 if first_stride == 4 else None,
+        reactnet=reactnet)

@@ -4,6 +4,10 @@ BONN (seed §3.1.2, Table 3) uses WRN-22 with widening factor 1 and "kernel stag
 ``16-16-32-64`` (0.27M parameters) and ``64-64-128-256`` (4.33M, with dropout 0.3):
 the stem width first, then the widths of the three stages. Depth 22 means
 ``(22 - 4) / 6 = 3`` pre-activation basic blocks per stage.
+
+With ``reactnet=True`` (docs/reactnet.md) a block is ReActNet's version of it: RSign's
+learned shift before each binary-input conv, RPReLU after the batch norm that
+follows the first conv (it has no shortcut of its own) and after the residual sum.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from bnnjax.models import common
 from bnnjax.nn.layers import QuantConv
 from bnnjax.nn.layers import QuantDense
 from bnnjax.nn.layers import conv_output_size
+from bnnjax.nn.reactnet import RPReLU
 from bnnjax.nn.spec import FP
 from bnnjax.nn.spec import QuantSpec
 
@@ -29,26 +34,36 @@ class WideBasicBlock(nnx.Module):
   When the shape changes the shortcut is a full-precision 1×1 conv (stride ``s``)
   applied to the pre-activated input, as in the WRN reference code; otherwise it is
   the identity.
+
+  ``reactnet``: ``RPReLU(conv3x3(act(RPReLU(BN(conv3x3(act(BN(x) + b₁)))) + b₂)) +
+  shortcut)``, i.e. RSign's shifts ``b`` before the signs (binary-input specs) and
+  RPReLU on the real-valued output of each conv: after the batch norm that follows
+  the first one, after the residual sum for the second (ReActNet's block without a
+  shortcut around the first conv, which WRN does not have). For a
+  full-precision-input spec the inner RPReLU replaces the ReLU.
   """
 
   def __init__(self, c_in: int, c_out: int, stride: int, spec: QuantSpec, *,
-               dropout: float, input_size, rngs: nnx.Rngs):
-    self.preact1 = common.PreAct(c_in, spec, rngs=rngs)
+               dropout: float, input_size, reactnet: bool = False, rngs: nnx.Rngs):
+    self.preact1 = common.PreAct(c_in, spec, rsign=reactnet, rngs=rngs)
     self.conv1 = QuantConv(c_in, c_out, 3, strides=stride, padding=PAD1, spec=spec,
                            input_size=input_size, rngs=rngs)
     mid = conv_output_size(input_size, (3, 3), (stride, stride), PAD1)
-    self.preact2 = common.PreAct(c_out, spec, dropout=dropout, rngs=rngs)
+    self.preact2 = common.PreAct(c_out, spec, dropout=dropout, rsign=reactnet,
+                                 rprelu=reactnet, rngs=rngs)
     self.conv2 = QuantConv(c_out, c_out, 3, padding=PAD1, spec=spec, input_size=mid,
                            rngs=rngs)
     self.shortcut = (QuantConv(c_in, c_out, 1, strides=stride, padding="VALID", spec=FP,
                                input_size=input_size, rngs=rngs)
                      if stride != 1 or c_in != c_out else None)
+    self.rprelu = RPReLU(c_out) if reactnet else None
     self.output_size = mid
 
   def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
     o = self.preact1(x, train=train)
     y = self.conv2(self.preact2(self.conv1(o), train=train))
-    return y + (x if self.shortcut is None else self.shortcut(o))
+    y = y + (x if self.shortcut is None else self.shortcut(o))
+    return y if self.rprelu is None else self.rprelu(y)
 
 
 class WRN22(nnx.Module):
@@ -59,7 +74,9 @@ class WRN22(nnx.Module):
   quantizes the block convs; the stem conv and the classifier are ``FP`` unless
   ``quantize_first``/``quantize_last``; 1×1 shortcut convs are always ``FP``. ``act``
   follows the binary-input rule (:mod:`bnnjax.models.common`); a binary-input stem
-  conv gets a batch norm on the image before it.
+  conv gets a batch norm on the image before it. ``reactnet=True`` adds ReActNet's
+  RSign and RPReLU (:class:`WideBasicBlock`; RSign's shift also before a binarised
+  stem conv or classifier).
 
   Args:
     num_classes: classifier outputs.
@@ -71,12 +88,13 @@ class WRN22(nnx.Module):
     widths: ``(16, 16, 32, 64)`` (default) or ``(64, 64, 128, 256)`` (the wide one).
     dropout: rate between the two convs of each block (0.3 for the wide variant).
     depth: ``6k + 4``; 22 by default.
+    reactnet: ReActNet's RSign and RPReLU (docs/reactnet.md).
   """
 
   def __init__(self, *, num_classes: int, input_shape, spec: QuantSpec,
                quantize_first: bool = False, quantize_last: bool = False,
                rngs: nnx.Rngs, widths=(16, 16, 32, 64), dropout: float = 0.0,
-               depth: int = 22):
+               depth: int = 22, reactnet: bool = False):
     h, w, c = common.check_model_args(num_classes=num_classes, input_shape=input_shape,
                                       spec=spec)
     widths = tuple(widths)
@@ -86,9 +104,10 @@ class WRN22(nnx.Module):
           "(16, 16, 32, 64).")
     if not isinstance(depth, int) or depth < 10 or (depth - 4) % 6:
       raise ValueError(f"depth={depth!r}; allowed values are 6k + 4 with k >= 1 (22).")
+    common.check_reactnet(reactnet)
     first, last = common.endpoint_specs(spec, quantize_first=quantize_first,
                                         quantize_last=quantize_last)
-    self.input_norm = common.first_layer_norm(first, c, rngs=rngs)
+    self.input_norm = common.first_layer_norm(first, c, rsign=reactnet, rngs=rngs)
     self.stem_conv = QuantConv(c, widths[0], 3, padding=PAD1, spec=first,
                                input_size=(h, w), rngs=rngs)
     hw = (h, w)
@@ -97,12 +116,13 @@ class WRN22(nnx.Module):
     for stage, (c_out, stride) in enumerate(zip(widths[1:], (1, 2, 2))):
       for b in range((depth - 4) // 6):
         block = WideBasicBlock(c_in, c_out, stride if b == 0 else 1, spec,
-                               dropout=dropout, input_size=hw, rngs=rngs)
+                               dropout=dropout, input_size=hw, reactnet=reactnet,
+                               rngs=rngs)
         hw = common.check_spatial(block.output_size, input_shape, f"stage {stage + 1}")
         blocks.append(block)
         c_in = c_out
     self.blocks = nnx.List(blocks)
-    self.head = common.PreAct(c_in, last, rngs=rngs)
+    self.head = common.PreAct(c_in, last, rsign=reactnet, rngs=rngs)
     self.classifier = QuantDense(c_in, num_classes, spec=last, rngs=rngs)
     self.num_features = c_in
 

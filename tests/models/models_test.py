@@ -173,9 +173,9 @@ def test_unknown_model_kwargs_are_all_named():
 
 
 def test_model_kwargs():
-  assert models.model_kwargs("resnet18") == ("width", "stem")
-  assert models.model_kwargs("wrn22") == ("widths", "dropout", "depth")
-  assert models.model_kwargs("nin") == ("width_mult", "layers")
+  assert models.model_kwargs("resnet18") == ("width", "stem", "reactnet")
+  assert models.model_kwargs("wrn22") == ("widths", "dropout", "depth", "reactnet")
+  assert models.model_kwargs("nin") == ("width_mult", "layers", "reactnet")
 
 
 def test_bad_common_args():
