@@ -21,6 +21,11 @@ function as the eval-mode model, whatever the architecture:
   float conv (:func:`bnnjax.kernels.float_conv.conv2d`, as in training);
 * **full precision** (stems, shortcuts, classifiers by default, ``fp`` models): kept.
 
+ReActNet models (``reactnet=True``, docs/reactnet.md#packed-inference) need nothing
+more: RSign's shift and RPReLU are modules of the model in front of the binary layers,
+kept as they are, so a packed layer packs ``sign(x + b)`` of the already shifted input,
+exactly as the eval-mode layer signs it; :func:`save` stores their parameters.
+
 :func:`save` writes one ``.npz``: the sign bits of each binary kernel as one bit stream
 (``kh·kw·c_in·c_out`` bits, 32× smaller than float32 up to the last word), every other
 array as stored, and a JSON header with the model's build arguments (recorded by
