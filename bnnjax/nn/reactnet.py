@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from bnnjax.quant import get_quantizer
+from bnnjax.quant import registry
 
 
 class ThresholdShift(nnx.Param):
@@ -86,8 +86,8 @@ class RSign(LearnableBias):
 
   Args:
     num_features: channels (the last axis of the input).
-    quantizer: name of a sign quantizer (``ste_sign``, ``approx_sign``, ``swish_sign``,
-      ``identity_sign``; :func:`bnnjax.quant.get_quantizer`).
+    quantizer: name of a ±1 sign quantizer (:func:`bnnjax.quant.sign_quantizers`:
+      ``ste_sign``, ``approx_sign``, ``swish_sign``, ``identity_sign``).
     quantizer_kwargs: its hyper-parameters, e.g. ``{"clip": 1.0}``.
     param_dtype: dtype of ``b``.
   """
@@ -95,13 +95,16 @@ class RSign(LearnableBias):
   def __init__(self, num_features: int, *, quantizer: str = "ste_sign",
                quantizer_kwargs: dict | None = None, param_dtype=jnp.float32):
     kwargs = dict(quantizer_kwargs or {})
-    get_quantizer(quantizer, **kwargs)  # an unknown name: ValueError naming the known
+    registry.get_quantizer(quantizer, **kwargs)  # unknown name or bad hyper-parameter
+    if not registry.is_sign(quantizer):
+      raise ValueError(f"quantizer={quantizer!r}"
+                       + registry.not_sign_reason(quantizer, "RSign"))
     super().__init__(num_features, param_dtype=param_dtype)
     self.quantizer = quantizer
     self.quantizer_kwargs = tuple(sorted(kwargs.items()))
 
   def __call__(self, x: jax.Array) -> jax.Array:
-    q = get_quantizer(self.quantizer, **dict(self.quantizer_kwargs))
+    q = registry.get_quantizer(self.quantizer, **dict(self.quantizer_kwargs))
     return q(super().__call__(x))
 
 

@@ -143,3 +143,5 @@ def test_bad_arguments_name_the_field():
     nn.LearnableBias(2.5)
   with pytest.raises(ValueError, match="'foo'.*allowed"):
     nn.RSign(2, quantizer="foo")
+  with pytest.raises(ValueError, match="quantizer='ste_heaviside' is not a ±1 sign"):
+    nn.RSign(2, quantizer="ste_heaviside")
