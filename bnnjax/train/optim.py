@@ -76,10 +76,10 @@ def uses_bop(config) -> bool:
 def validate_bop(config) -> None:
   """The settings Bop cannot work with (docs/bop.md#what-bop-is-combined-with), each
   named: latent clipping (``clip_latent``: Bop's kernels are ±1, nothing to clip), a
-  kernel quantizer whose gradient vanishes at ``|w| = 1`` (``approx_sign``,
-  ``swish_sign``, ``ste_sign`` with ``clip < 1``: Bop needs ``dL/dw`` at ±1), a
-  learning rate for the kernels (``group_lr.LatentWeight``), and ``γ``/``τ`` out of
-  range."""
+  kernel quantizer other than :data:`BOP_KERNEL_QUANTIZERS` or ``ste_sign`` with
+  ``kernel_quantizer_kwargs.clip < 1`` (Bop needs ``dL/dw`` at ``|w| = 1``, where
+  ``approx_sign``'s gradient is 0 and ``swish_sign``'s −0.19), a learning rate for the
+  kernels (``group_lr.LatentWeight``), and ``γ``/``τ`` out of range."""
   gamma = config.get("bop_gamma", bop_lib.DEFAULT_GAMMA)
   if not (isinstance(gamma, (int, float)) and not isinstance(gamma, bool)
           and 0 < gamma <= 1):
