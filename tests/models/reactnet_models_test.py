@@ -157,6 +157,26 @@ def test_off_is_the_plain_model_and_identity_thresholds_compute_it(name):
   assert not np.allclose(on(x), plain(x))
 
 
+def test_rsign_after_batch_norm_is_a_reparametrisation_of_its_bias():
+  """docs/reactnet.md#what-the-shift-adds-here: in ``BN → +b → sign`` the shift adds
+  to BN's own bias β, so folding ``b`` into β (and zeroing it) leaves the logits."""
+  model = build("resnet18", reactnet=True)
+  rng = np.random.default_rng(0)
+  pres = [m for _, m in nnx.iter_graph(model)
+          if isinstance(m, common.PreAct) and m.shift is not None]
+  for p in pres:
+    c = p.norm.bias[...].shape
+    p.norm.mean[...] = jnp.asarray(rng.standard_normal(c) * 0.3, jnp.float32)
+    p.norm.bias[...] = jnp.asarray(rng.standard_normal(c) * 0.3, jnp.float32)
+    p.shift.bias[...] = jnp.asarray(rng.standard_normal(c) * 0.5, jnp.float32)
+  x = images("resnet18")
+  before = np.asarray(model(x))
+  for p in pres:
+    p.norm.bias[...] = p.norm.bias[...] + p.shift.bias[...]
+    p.shift.bias[...] = jnp.zeros_like(p.shift.bias[...])
+  np.testing.assert_allclose(np.asarray(model(x)), before, rtol=1e-4, atol=1e-5)
+
+
 def test_model_summary_counts_the_new_parameters():
   plain = analysis.summary(build("resnet18"), TINY["resnet18"][0], print_fn=None)
   model = build("resnet18", reactnet=True)
