@@ -82,7 +82,9 @@ class PreAct(nnx.Module):
   ``rprelu`` puts :class:`~bnnjax.nn.RPReLU` right after the batch norm: before the
   shift and the layer's sign for binary input (``BN → RPReLU → +b → sign``), in place
   of the ReLU for full-precision input (``BN → RPReLU``; RPReLU with ``β = γ = ζ = 0``
-  is ReLU).
+  is ReLU). Right after the batch norm the shift adds to its bias β (``sign(BN(x) +
+  b)`` is ``sign`` of a batch norm with bias ``β + b``): it changes how the threshold
+  trains, not what the layer can compute (docs/reactnet.md#what-the-shift-adds-here).
 
   Args:
     num_features: channels (last axis) of the input.

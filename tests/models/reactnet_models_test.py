@@ -63,9 +63,10 @@ def test_every_model_takes_the_argument_and_checks_it():
     build("resnet18", reactnet="yes")
 
 
-@pytest.mark.parametrize("name", list(models.MODELS))
+@pytest.mark.parametrize("name", [n for n in models.MODELS if n != "resnet18"])
 def test_builds_runs_and_backpropagates_into_every_threshold(name):
-  """A train-mode forward and backward pass (eval mode: the test below)."""
+  """A train-mode forward and backward pass (eval mode: the test below). ResNet-18's
+  is the training run at the end of this file, whose every threshold must move."""
   model = build(name, reactnet=True)
   x, labels = images(name), jnp.array([1, 7])
 
