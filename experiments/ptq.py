@@ -34,7 +34,6 @@ import numpy as np
 from absl import app
 from absl import flags
 from absl import logging
-from ml_collections import config_flags
 
 from experiments.paths import default_workdir
 
@@ -43,9 +42,7 @@ def _define_flags():
   this module (tests, notebooks, other commands) does not clash with other modules'
   flags of the same name (--config, --workdir)."""
   global _CONFIG, _WORKDIR, _PTQ_DIR, _OVERWRITE
-  _CONFIG = config_flags.DEFINE_config_file(
-      "config", None, "Config file, optionally with an argument: configs/x.py:arg.",
-      lock_config=True)
+  _CONFIG = cli.define_config_flag()
   _WORKDIR = flags.DEFINE_string(
       "workdir", None, "Directory of the float model's run (trained there if not finished).")
   _PTQ_DIR = flags.DEFINE_string(
@@ -550,7 +547,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  _define_flags()
   from bnnjax.train import cli
+  _define_flags()
   flags.mark_flags_as_required(["config"])
   cli.run(main, clean=(FileExistsError,))

@@ -19,7 +19,6 @@ import os
 from absl import app
 from absl import logging
 from absl import flags
-from ml_collections import config_flags
 
 from experiments.paths import default_workdir
 
@@ -28,9 +27,7 @@ def _define_flags():
   this module (tests, notebooks, other commands) does not clash with other modules'
   flags of the same name (--config, --workdir)."""
   global _CONFIG, _WORKDIR, _DISTRIBUTED, _COORDINATOR, _NUM_PROCESSES, _PROCESS_ID
-  _CONFIG = config_flags.DEFINE_config_file(
-      "config", None, "Config file, optionally with an argument: configs/x.py:arg.",
-      lock_config=True)
+  _CONFIG = cli.define_config_flag()
   _WORKDIR = flags.DEFINE_string(
       "workdir", None, "Directory for checkpoints, metrics and results (resumed if present).")
   _DISTRIBUTED = flags.DEFINE_bool(
@@ -62,7 +59,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  _define_flags()
   from bnnjax.train import cli
+  _define_flags()
   flags.mark_flags_as_required(["config"])
   cli.run(main)

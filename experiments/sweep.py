@@ -37,7 +37,6 @@ from absl import app
 from absl import flags
 from absl import logging
 import ml_collections
-from ml_collections import config_flags
 
 
 
@@ -45,9 +44,8 @@ def _define_flags():
   """The command's flags, defined only when it runs as a command, so that importing
   this module (tests, notebooks) does not clash with other modules' ``--config``."""
   global _CONFIG, _WORKDIR, _DRY_RUN
-  _CONFIG = config_flags.DEFINE_config_file(
-      "config", None, "Config file with get_config and sweep: configs/x.py[:arg].",
-      lock_config=True)
+  _CONFIG = cli.define_config_flag(
+      "Config file with get_config and sweep: configs/x.py[:arg].")
   _WORKDIR = flags.DEFINE_string("workdir", None,
                                  "Sweep directory (one sub-directory a point).")
   _DRY_RUN = flags.DEFINE_bool("dry_run", False,

@@ -29,6 +29,15 @@ EXIT_USAGE = 2
 EXIT_BUSY = 3
 
 
+def define_config_flag(help_text: str = "Config file, optionally with an argument: "
+                       "configs/x.py:arg."):
+  """Defines the ``--config`` flag every command takes (an ml_collections config file,
+  locked so a mistyped ``--config.field`` is an error) and returns its holder. Call it
+  from the command's own flag definitions, which run only when it is the command."""
+  from ml_collections import config_flags
+  return config_flags.DEFINE_config_file("config", None, help_text, lock_config=True)
+
+
 def debug_enabled(argv=None) -> bool:
   argv = sys.argv if argv is None else argv
   return "--debug" in argv or os.environ.get(DEBUG_ENV, "") not in ("", "0")
