@@ -17,11 +17,15 @@ they are full precision (:data:`~bnnjax.nn.FP`) unless ``quantize_first`` /
 ``quantize_last``, see :func:`endpoint_specs`.
 
 **ReActNet's learnable thresholds** (model argument ``reactnet=True`` of every model,
-docs/reactnet.md): :class:`PreAct` and :class:`InputNorm` put RSign's learned
-per-channel shift between the batch norm and a layer that binarises its input
-(``BN → +b → sign → conv``, :class:`~bnnjax.nn.LearnableBias`), and :class:`PreAct`
-can put RPReLU after its batch norm (``rprelu``); where each model puts RPReLU is
-in its docstring.
+docs/reactnet.md#where-the-modules-sit). The residual models (ResNet-18, WRN) switch
+to ReActNet's post-activation order, ``x → +b → sign → binary conv → BN (→ +
+shortcut(x)) → RPReLU``: RSign's learned per-channel shift
+(:class:`~bnnjax.nn.LearnableBias`, :func:`rsign_shift`) is then the only threshold
+of the sign, since no batch norm stands between the block input and the sign (the
+rule's batch norm moves behind the conv). The plain CNNs, which have no shortcuts,
+keep :class:`PreAct` with ``rsign``/``rprelu`` (``BN → RPReLU → +b → sign``), and a
+binarised first layer keeps :class:`InputNorm` (``BN → +b → sign``): there the shift
+reparametrises the parameter before it (RPReLU's ``ζ``, the batch norm's bias).
 """
 
 from __future__ import annotations
@@ -82,9 +86,12 @@ class PreAct(nnx.Module):
   ``rprelu`` puts :class:`~bnnjax.nn.RPReLU` right after the batch norm: before the
   shift and the layer's sign for binary input (``BN → RPReLU → +b → sign``), in place
   of the ReLU for full-precision input (``BN → RPReLU``; RPReLU with ``β = γ = ζ = 0``
-  is ReLU). Right after the batch norm the shift adds to its bias β (``sign(BN(x) +
-  b)`` is ``sign`` of a batch norm with bias ``β + b``): it changes how the threshold
-  trains, not what the layer can compute (docs/reactnet.md#what-the-shift-adds-here).
+  is ReLU). Here the shift adds to the additive parameter right before it: to the
+  batch norm's bias β without ``rprelu`` (``sign(BN(x) + b)`` is ``sign`` of a batch
+  norm with bias ``β + b``), to RPReLU's output shift ζ with it (``RPReLU(z) + b`` is
+  RPReLU with ``ζ + b``). It changes how the threshold trains, not what the layer can
+  compute; the residual models therefore use ReActNet's post-activation order
+  instead (docs/reactnet.md#what-the-shift-adds).
 
   Args:
     num_features: channels (last axis) of the input.
@@ -104,15 +111,7 @@ class PreAct(nnx.Module):
     self.activation = _identity if rprelu else input_activation(spec)
     self.shift = LearnableBias(num_features) if rsign and spec.binary_input else None
     self.norm = batch_norm(num_features, rngs=rngs)
-    drop = None
-    if dropout > 0:
-      try:
-        drop = nnx.Dropout(dropout, rngs=rngs)
-      except KeyError as e:
-        raise ValueError(
-            f"dropout={dropout} needs an rng stream 'dropout' in rngs, e.g. "
-            "nnx.Rngs(params=0, dropout=1).") from e
-    self.dropout = drop
+    self.dropout = dropout_module(dropout, rngs=rngs)
 
   def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
     if self.dropout is not None and self.binary_input:
@@ -126,6 +125,26 @@ class PreAct(nnx.Module):
     if self.dropout is not None and not self.binary_input:
       x = self.dropout(x, deterministic=not train)
     return x
+
+
+def dropout_module(rate: float, *, rngs: nnx.Rngs) -> nnx.Dropout | None:
+  """``nnx.Dropout(rate)``, or None for ``rate == 0``; ``rngs`` needs a ``dropout``
+  stream when ``rate > 0``."""
+  if rate <= 0:
+    return None
+  try:
+    return nnx.Dropout(rate, rngs=rngs)
+  except KeyError as e:
+    raise ValueError(
+        f"dropout={rate} needs an rng stream 'dropout' in rngs, e.g. "
+        "nnx.Rngs(params=0, dropout=1).") from e
+
+
+def rsign_shift(num_features: int, spec: QuantSpec) -> LearnableBias | None:
+  """RSign's learned shift for the input of a layer quantized by ``spec``: a
+  :class:`~bnnjax.nn.LearnableBias` when the layer binarises its input (it then
+  computes ``sign(x + b)``, ReActNet Eq. 3), None when it has no sign to shift."""
+  return LearnableBias(num_features) if spec.binary_input else None
 
 
 class InputNorm(nnx.Module):

@@ -12,9 +12,12 @@ One *unit* here is ``out = conv3x3(act(BN(x))) + shortcut(x)`` with ``act`` give
 the binary-input rule (:mod:`bnnjax.models.common`: ``BN → sign → binary conv`` for
 binary-input specs, ``BN → ReLU → conv`` otherwise); a basic block is two units.
 
-With ``reactnet=True`` (ReActNet's ResNet/Bi-Real variant, Liu et al. 2020 §3.2,
-docs/reactnet.md) a unit is ``out = RPReLU(conv3x3(sign(BN(x) + b)) + shortcut(x))``:
-RSign's learned shift ``b`` before the sign, RPReLU after the residual sum.
+With ``reactnet=True`` a unit is ReActNet's Bi-Real block (Liu et al. 2020 §3.2; the
+authors' ``resnet/*/birealnet.py`` ``BasicBlock``: ``move0 → BinaryActivation →
+HardBinaryConv → bn1 → += residual → move1 → prelu → move2``; docs/reactnet.md), which
+is post-activation: ``out = RPReLU(BN(conv3x3(sign(x + b))) + shortcut(x))``, RSign's
+learned shift ``b`` as the only threshold of the sign (no batch norm between the unit
+input and the sign), the batch norm after the conv, RPReLU after the residual sum.
 """
 
 from __future__ import annotations
@@ -59,26 +62,40 @@ class Downsample(nnx.Module):
 class BiRealUnit(nnx.Module):
   """``out = conv3x3(act(BN(x))) + shortcut(x)``, one binary conv with its shortcut.
 
-  ``reactnet``: ``out = RPReLU(conv3x3(act(BN(x) + b)) + shortcut(x))`` (RSign's shift
-  ``b`` only for a binary-input spec), as ReActNet's Bi-Real block.
+  ``reactnet``: ReActNet's post-activation Bi-Real block,
+  ``out = RPReLU(BN(conv3x3(x + b)) + shortcut(x))`` with the conv signing its input,
+  i.e. ``sign(x + b)`` (RSign, ``shift``) for a binary-input spec; a
+  full-precision-input spec has no sign and no shift (``conv → BN → + shortcut →
+  RPReLU``). The shortcut sees the unshifted ``x``, so ``b`` moves the sign's
+  threshold alone; ``preact`` is then None and ``norm`` is the batch norm after the
+  conv.
   """
 
   def __init__(self, c_in: int, c_out: int, stride: int, spec: QuantSpec, *,
                input_size, reactnet: bool = False, rngs: nnx.Rngs):
     if stride not in (1, 2):
       raise ValueError(f"stride={stride!r}; allowed values are 1, 2.")
-    self.preact = common.PreAct(c_in, spec, rsign=reactnet, rngs=rngs)
+    if reactnet:
+      self.preact = None
+      self.shift = common.rsign_shift(c_in, spec)
+    else:
+      self.preact = common.PreAct(c_in, spec, rngs=rngs)
     self.conv = QuantConv(c_in, c_out, 3, strides=stride, padding=PAD1, spec=spec,
                           input_size=input_size, rngs=rngs)
+    if reactnet:
+      self.norm = common.batch_norm(c_out, rngs=rngs)
     self.shortcut = (Downsample(c_in, c_out, stride, input_size=input_size, rngs=rngs)
                      if stride != 1 or c_in != c_out else None)
     self.rprelu = RPReLU(c_out) if reactnet else None
     self.output_size = conv_output_size(input_size, (3, 3), (stride, stride), PAD1)
 
   def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
-    y = self.conv(self.preact(x, train=train))
     s = x if self.shortcut is None else self.shortcut(x, train=train)
-    return y + s if self.rprelu is None else self.rprelu(y + s)
+    if self.preact is not None:
+      return self.conv(self.preact(x, train=train)) + s
+    h = x if self.shift is None else self.shift(x)
+    y = self.norm(self.conv(h), use_running_average=not train)
+    return self.rprelu(y + s)
 
 
 class BasicBlock(nnx.Module):
@@ -112,12 +129,15 @@ class ResNet18(nnx.Module):
   When the stem conv binarises its input (``quantize_first`` with a binary-input
   spec) a batch norm is put before it (the rule; never a ReLU on the raw image).
 
-  ``reactnet=True`` adds ReActNet's learnable thresholds (docs/reactnet.md): RSign's
-  per-channel shift before every binary-input layer (the 16 unit convs; the stem and
-  the classifier too when they are binarised) and RPReLU after each unit's residual
-  sum. The stem, the head and the shortcuts are unchanged. With a full-precision-input
-  spec (``fp``, ``bwn``, ``bw_cf``) there is no sign to shift, and only RPReLU is
-  added.
+  ``reactnet=True`` builds ReActNet's ResNet-18 (docs/reactnet.md): every unit is
+  ReActNet's post-activation Bi-Real block (:class:`BiRealUnit`: ``RPReLU(BN(conv(
+  sign(x + b))) + shortcut(x))``), and the stem drops its ReLU before binary-input
+  units (``conv → BN (→ max-pool)``, the ReActNet code's stem; a ReLU there would
+  make every first-unit sign +1 at ``b = 0``). The shortcuts and the head are
+  unchanged; a binarised stem conv or classifier keeps its batch norm in front and
+  gets RSign's shift after it (``BN → +b → sign``). With a full-precision-input spec
+  (``fp``, ``bwn``, ``bw_cf``) there is no sign to shift: units are ``RPReLU(BN(conv(
+  x)) + shortcut(x))`` and the stem keeps its ReLU.
 
   Args:
     num_classes: classifier outputs.
@@ -159,6 +179,8 @@ class ResNet18(nnx.Module):
       hw = (h, w)
     hw = common.check_spatial(hw, input_shape, "the stem")
     self.stem_norm = common.batch_norm(width, rngs=rngs)
+    # ReActNet's stem has no ReLU before the first sign (the binary-input rule).
+    self.stem_relu = not (reactnet and spec.binary_input)
     blocks = []
     c_in = width
     for stage, stride in enumerate((1, 2, 2, 2)):
@@ -179,7 +201,9 @@ class ResNet18(nnx.Module):
     if self.input_norm is not None:
       x = self.input_norm(x, train=train)
     x = self.stem_conv(x)
-    x = jax.nn.relu(self.stem_norm(x, use_running_average=not train))
+    x = self.stem_norm(x, use_running_average=not train)
+    if self.stem_relu:
+      x = jax.nn.relu(x)
     if self.stem == "imagenet":
       x = common.pool(x, "max", 3, 2, 1)
     for block in self.blocks:

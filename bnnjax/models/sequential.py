@@ -17,7 +17,14 @@ With ``reactnet=True`` (docs/reactnet.md) every ``PreAct`` becomes ReActNet's: t
 networks have no shortcuts, so the real-valued output of each layer goes through
 RPReLU right after the batch norm that follows it (``BN → RPReLU → +b → sign → conv``
 before a binary-input layer, with RSign's learned shift ``b``; ``BN → RPReLU → conv``
-before a full-precision-input one, RPReLU in place of the ReLU).
+before a full-precision-input one, RPReLU in place of the ReLU). The shift is right
+before the sign with no batch norm in between, as in ReActNet, but without a shortcut
+the RPReLU output feeds that sign alone, so ``b`` adds to RPReLU's output shift ``ζ``:
+it changes how the threshold trains, not what the network computes. No order of the
+per-channel modules between two layers avoids that (ReActNet's post-activation ``conv
+→ BN → RPReLU → pool → +b → sign`` has the same sum ``ζ + b``, up to the zero padding
+of an average pool), so these networks keep
+the pre-activation placement (docs/reactnet.md#what-the-shift-adds).
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """The ``reactnet`` model argument (docs/reactnet.md): every model builds, runs and
-back-propagates with it; RSign's shift and RPReLU sit where the docs say; a short
-ReActNet run on the embedded MNIST learns."""
+back-propagates with it; the residual models follow ReActNet's post-activation order
+(``RPReLU(BN(conv(sign(x + b))) + shortcut(x))``), where RSign's shift is a parameter of
+its own and not a reparametrisation; the plain CNNs keep ``BN → RPReLU → +b → sign``;
+a short ReActNet run on the embedded MNIST learns."""
 
 import jax
 import jax.numpy as jnp
@@ -91,32 +93,107 @@ def test_builds_runs_and_backpropagates_into_every_threshold(name):
 
 
 def test_where_the_modules_sit():
-  # ResNet-18: RPReLU after each of the 16 units' sums, a shift before each unit conv.
+  # ResNet-18: each of the 16 units is shift → conv → BN → + shortcut → RPReLU, with
+  # no batch norm in front of the conv; the stem has no ReLU before the first sign.
   r = build("resnet18", reactnet=True)
   units = [m for _, m in nnx.iter_graph(r) if isinstance(m, resnet.BiRealUnit)]
   assert len(units) == 16
-  assert all(isinstance(u.rprelu, nn.RPReLU)
-             and u.rprelu.beta[...].shape == (u.conv.out_features,)
-             and isinstance(u.preact.shift, nn.LearnableBias) and u.preact.rprelu is None
-             for u in units)
+  assert all(u.preact is None and isinstance(u.shift, nn.LearnableBias)
+             and u.shift.bias[...].shape == (u.conv.in_features,)
+             and u.norm.scale[...].shape == (u.conv.out_features,)
+             and isinstance(u.rprelu, nn.RPReLU)
+             and u.rprelu.beta[...].shape == (u.conv.out_features,) for u in units)
+  assert not r.stem_relu and build("resnet18").stem_relu
   assert r.head.shift is None and r.input_norm is None  # FP classifier and stem
-  # WRN: RPReLU on each block's sum and after the inner BN; a shift before both convs.
+  # WRN: shift → conv1 → BN → RPReLU → shift → conv2 → BN → + shortcut → RPReLU; the
+  # stem gets a batch norm (no ReLU), a changing shortcut conv one too.
   w = build("wrn22", reactnet=True)
   blocks = [m for _, m in nnx.iter_graph(w) if isinstance(m, wrn.WideBasicBlock)]
-  assert all(b.rprelu is not None and b.preact2.rprelu is not None
-             and b.preact1.rprelu is None and b.preact1.shift is not None
-             and b.preact2.shift is not None for b in blocks)
+  assert len(blocks) == 9
+  assert all(b.preact1 is None and b.preact2 is None
+             and b.shift1 is not None and b.shift2 is not None
+             and b.norm1 is not None and b.norm2 is not None
+             and b.rprelu1 is not None and b.rprelu is not None
+             and b.dropout.rate == 0.3
+             and (b.shortcut is None) == (b.shortcut_norm is None) for b in blocks)
+  assert sum(b.shortcut is not None for b in blocks) == 2
+  assert w.stem_norm is not None and not w.stem_relu
+  assert build("wrn22").stem_norm is None
   # Plain CNNs: every PreAct is BN → RPReLU (→ shift before a binary-input layer).
   v = build("vgg7", reactnet=True)
   pres = [op.pre for op in v.ops if getattr(op, "pre", None) is not None]
   assert all(p.rprelu is not None for p in pres)
   assert [p.shift is not None for p in pres] == [p.binary_input for p in pres]
-  # Binarised endpoints get the shift too (RSign before *every* binary-input layer).
+  # Binarised endpoints get the shift too (RSign before *every* binary-input layer),
+  # after the batch norm that stays in front of them.
   q = build("resnet18", reactnet=True, quantize_first=True, quantize_last=True)
   assert q.input_norm.shift is not None and q.head.shift is not None
-  # Full-precision input: no sign, no shift; RPReLU stays.
+  # Full-precision input: no sign, no shift; RPReLU and the post-activation order
+  # stay, and the stems keep their ReLU.
   b = build("resnet18", "bwn", reactnet=True)
   assert not modules(b, nn.LearnableBias) and len(modules(b, nn.RPReLU)) == 16
+  assert b.stem_relu and all(u.preact is None and u.shift is None for u in
+                             [m for _, m in nnx.iter_graph(b)
+                              if isinstance(m, resnet.BiRealUnit)])
+  bw = build("wrn22", "bwn", reactnet=True)
+  assert not modules(bw, nn.LearnableBias) and len(modules(bw, nn.RPReLU)) == 18
+  assert bw.stem_relu
+
+
+def _randomise(model, seed=0):
+  """Batch statistics, affine parameters, shifts and RPReLU parameters away from their
+  init, so that a module out of place changes the outputs."""
+  rng = np.random.default_rng(seed)
+  f32 = lambda a: jnp.asarray(a, jnp.float32)
+  for _, m in nnx.iter_graph(model):
+    if isinstance(m, nnx.BatchNorm):
+      c = m.mean[...].shape
+      m.mean[...] = f32(rng.standard_normal(c) * 0.3)
+      m.var[...] = f32(rng.uniform(0.5, 2.0, c))
+      m.scale[...] = f32(rng.uniform(0.5, 1.5, c) * rng.choice([-1, 1], c))
+      m.bias[...] = f32(rng.standard_normal(c) * 0.3)
+    if isinstance(m, nn.LearnableBias):
+      m.bias[...] = f32(rng.standard_normal(m.bias[...].shape) * 0.5)
+    if isinstance(m, nn.RPReLU):
+      c = m.beta[...].shape
+      m.gamma[...] = f32(rng.standard_normal(c) * 0.3)
+      m.beta[...] = f32(rng.uniform(-0.5, 1.0, c))
+      m.zeta[...] = f32(rng.standard_normal(c) * 0.3)
+  return model
+
+
+@pytest.mark.parametrize("method", ["xnor", "bwn"])
+def test_residual_units_follow_reactnets_order(method):
+  """Eval mode, by hand from the modules' own pieces: ``RPReLU(BN(conv(x + b)) +
+  shortcut(x))`` (the conv signs ``x + b`` for ``xnor``; ``bwn`` has no shift), the
+  shortcut of the unshifted ``x``; WRN's two convs likewise, RPReLU after the first
+  one's batch norm."""
+  bn = lambda norm, v: norm(v, use_running_average=True)
+  shift = lambda s, v: v if s is None else s(v)
+  x = jax.random.normal(jax.random.key(5), (2, 6, 6, 4))
+  for stride, c_out in [(1, 4), (2, 8)]:
+    u = resnet.BiRealUnit(4, c_out, stride, nn.method_spec(method), input_size=(6, 6),
+                          reactnet=True, rngs=rngs())
+    _randomise(u)
+    assert (u.shift is None) == (method == "bwn")
+    s = x if u.shortcut is None else u.shortcut(x)
+    want = u.rprelu(bn(u.norm, u.conv(shift(u.shift, x))) + s)
+    np.testing.assert_allclose(u(x), want, rtol=1e-5, atol=1e-6)
+    w = wrn.WideBasicBlock(4, c_out, stride, nn.method_spec(method), dropout=0.0,
+                           input_size=(6, 6), reactnet=True, rngs=rngs())
+    _randomise(w)
+    h = w.rprelu1(bn(w.norm1, w.conv1(shift(w.shift1, x))))
+    s = x if w.shortcut is None else bn(w.shortcut_norm, w.shortcut(x))
+    want = w.rprelu(bn(w.norm2, w.conv2(shift(w.shift2, h))) + s)
+    np.testing.assert_allclose(w(x), want, rtol=1e-5, atol=1e-6)
+  # The shift feeds the sign alone: the shortcut still sees x, so shifting the unit's
+  # input by b instead is a different function.
+  u = _randomise(resnet.BiRealUnit(4, 4, 1, nn.method_spec("xnor"), input_size=(6, 6),
+                                   reactnet=True, rngs=rngs()))
+  b = u.shift.bias[...]
+  moved = nnx.clone(u)
+  moved.shift.bias[...] = jnp.zeros_like(b)
+  assert np.abs(np.asarray(moved(x + b) - u(x))).max() > 1e-2
 
 
 def test_preact_order():
@@ -135,17 +212,30 @@ def test_preact_order():
 
 
 @pytest.mark.parametrize("name", list(models.MODELS))
-def test_off_is_the_plain_model_and_identity_thresholds_compute_it(name):
-  """``reactnet=False`` builds exactly the model built without the argument; with
-  b = 0 and RPReLU the identity (β = 1, γ = ζ = 0; the ReLU, β = 0, where it replaced
-  one) ``reactnet=True`` computes the same logits from the same parameters (the
-  modules take no random numbers)."""
+def test_off_is_the_plain_model_and_a_moved_threshold_changes_the_logits(name):
+  """``reactnet=False`` builds exactly the model built without the argument (same
+  parameters, same random numbers); with ``reactnet=True`` moving one shift changes
+  the logits."""
   plain = build(name)
   off = build(name, reactnet=False)
   a, b = (nnx.state(m, nnx.Not(nnx.RngState)) for m in (plain, off))
   assert jax.tree.structure(a) == jax.tree.structure(b)
   jax.tree.map(np.testing.assert_array_equal, a, b)
+  x = images(name)
+  np.testing.assert_array_equal(off(x), plain(x))
   on = build(name, reactnet=True)
+  before = np.asarray(on(x))
+  modules(on, nn.LearnableBias)[0].bias[...] += 0.7
+  assert not np.allclose(on(x), before)
+
+
+@pytest.mark.parametrize("name", ["nin", "vgg7", "alexnet"])
+def test_plain_cnn_with_identity_thresholds_computes_the_plain_model(name):
+  """The plain CNNs keep the pre-activation placement: with b = 0 and RPReLU the
+  identity (β = 1, γ = ζ = 0; the ReLU, β = 0, where it replaced one) ``reactnet=True``
+  computes the plain model's logits from the same parameters (the modules take no
+  random numbers). The residual models change order instead (test above)."""
+  plain, on = build(name), build(name, reactnet=True)
   for m in modules(on, nn.RPReLU):
     m.beta[...] = jnp.ones_like(m.beta[...])
   for _, m in nnx.iter_graph(on):  # where RPReLU replaced a ReLU, β = 0 is the ReLU
@@ -153,29 +243,105 @@ def test_off_is_the_plain_model_and_identity_thresholds_compute_it(name):
       m.rprelu.beta[...] = jnp.zeros_like(m.rprelu.beta[...])
   x = images(name)
   np.testing.assert_allclose(on(x), plain(x), rtol=1e-5, atol=1e-6)
-  # ... and moving a threshold changes them.
-  modules(on, nn.LearnableBias)[0].bias[...] += 0.7
-  assert not np.allclose(on(x), plain(x))
 
 
-def test_rsign_after_batch_norm_is_a_reparametrisation_of_its_bias():
-  """docs/reactnet.md#what-the-shift-adds-here: in ``BN → +b → sign`` the shift adds
-  to BN's own bias β, so folding ``b`` into β (and zeroing it) leaves the logits."""
-  model = build("resnet18", reactnet=True)
-  rng = np.random.default_rng(0)
-  pres = [m for _, m in nnx.iter_graph(model)
-          if isinstance(m, common.PreAct) and m.shift is not None]
-  for p in pres:
-    c = p.norm.bias[...].shape
-    p.norm.mean[...] = jnp.asarray(rng.standard_normal(c) * 0.3, jnp.float32)
-    p.norm.bias[...] = jnp.asarray(rng.standard_normal(c) * 0.3, jnp.float32)
-    p.shift.bias[...] = jnp.asarray(rng.standard_normal(c) * 0.5, jnp.float32)
-  x = images("resnet18")
-  before = np.asarray(model(x))
-  for p in pres:
-    p.norm.bias[...] = p.norm.bias[...] + p.shift.bias[...]
+def _grads_by_path(model, x, labels):
+  def loss(model):
+    logits = model(x, train=True)
+    return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(len(labels)), labels])
+  grads = nnx.jit(nnx.grad(loss, argnums=nnx.DiffState(0, nnx.Param)))(model)
+  return {jax.tree_util.keystr(p).removesuffix(".value"): np.asarray(g)
+          for p, g in jax.tree_util.tree_leaves_with_path(grads)}
+
+
+def _fold(model, units, into_stem=False):
+  """A copy of ``model`` with the shift of each unit index in ``units`` added to the
+  additive parameter before it (the previous unit's RPReLU ζ; the stem batch norm's
+  bias for unit 0) and zeroed."""
+  folded = nnx.clone(model)
+  f_units = [m for _, m in nnx.iter_graph(folded) if isinstance(m, resnet.BiRealUnit)]
+  for i in units:
+    b = f_units[i].shift.bias[...]
+    target = folded.stem_norm.bias if i == 0 else f_units[i - 1].rprelu.zeta
+    target[...] = target[...] + b
+    f_units[i].shift.bias[...] = jnp.zeros_like(b)
+  return folded
+
+
+def test_rsign_shift_in_reactnets_order_is_no_reparametrisation():
+  """docs/reactnet.md#what-the-shift-adds. In a ResNet-18 unit with an identity
+  shortcut (``sign(x + b)``, no batch norm in front, ``x`` also on the shortcut) no
+  other parameter receives the shift's gradient, and folding the shift into the
+  additive parameter before it (the previous unit's RPReLU output shift ζ, the stem
+  batch norm's bias for the first unit) changes the logits.
+
+  Where that does not hold, as in ReActNet's own code: at the 3 downsampling units the
+  shortcut ends in a batch norm whose batch statistics remove any per-channel
+  constant, so in training the shift and the previous ζ get the same gradient and the
+  fold leaves the (train-mode) logits; the binarised classifier's ``BN → +b → sign``
+  and VGG-7's ``BN → RPReLU → +b → sign`` reparametrise the BN bias and ζ."""
+  model = _randomise(build("resnet18", reactnet=True, quantize_last=True))
+  x, labels = images("resnet18", n=4), jnp.array([1, 7, 3, 3])
+  grads = _grads_by_path(model, x, labels)
+  units = [(path, m) for path, m in nnx.iter_graph(model)
+           if isinstance(m, resnet.BiRealUnit)]
+  assert len(units) == 16
+  key = lambda path, *rest: "".join(
+      f"[{p}]" if isinstance(p, int) else f"['{p}']" for p in (*path, *rest))
+  downsampling = [i for i, (_, u) in enumerate(units) if u.shortcut is not None]
+  assert downsampling == [4, 8, 12]
+  for i, (path, u) in enumerate(units):
+    g = grads[key(path, "shift", "bias")]
+    assert np.abs(g).max() > 0, path
+    twins = [o for o, h in grads.items() if o != key(path, "shift", "bias")
+             and h.shape == g.shape and np.allclose(h, g, rtol=1e-4, atol=1e-7)]
+    want = [key(units[i - 1][0], "rprelu", "zeta")] if i in downsampling else []
+    assert twins == want, (path, twins)
+  np.testing.assert_allclose(grads["['head']['shift']['bias']"],
+                             grads["['head']['norm']['bias']"], rtol=1e-5, atol=1e-8)
+  # Train mode (batch statistics), as the gradients above.
+  logits = lambda m: np.asarray(nnx.clone(m)(x, train=True))
+  before = logits(model)
+  np.testing.assert_allclose(logits(_fold(model, downsampling)), before,
+                             rtol=1e-4, atol=1e-5)
+  identity = [i for i in range(16) if i not in downsampling]
+  assert np.abs(logits(_fold(model, identity)) - before).max() > 1e-2
+  for i in identity:  # each one alone too
+    assert np.abs(logits(_fold(model, [i])) - before).max() > 1e-4, i
+
+  # WRN: b₁ as ResNet's units (the previous ζ's twin where the shortcut is
+  # BN(conv1x1(x))); b₂ meets RPReLU₁'s output only, so it is ζ₁'s twin (no dropout).
+  w = _randomise(build("wrn22", reactnet=True, dropout=0.0))
+  g = _grads_by_path(w, images("wrn22", n=4), labels)
+  blocks = [(path, m) for path, m in nnx.iter_graph(w)
+            if isinstance(m, wrn.WideBasicBlock)]
+  for i, (path, b) in enumerate(blocks):
+    for shift, want in [
+        ("shift1", [key(blocks[i - 1][0], "rprelu", "zeta")] if b.shortcut is not None
+         else []),
+        ("shift2", [key(path, "rprelu1", "zeta")])]:
+      h = g[key(path, shift, "bias")]
+      assert np.abs(h).max() > 0, (path, shift)
+      twins = [o for o, v in g.items() if o != key(path, shift, "bias")
+               and v.shape == h.shape and np.allclose(v, h, rtol=1e-4, atol=1e-7)]
+      assert twins == want, (path, shift, twins)
+  assert sum(b.shortcut is not None for _, b in blocks) == 2
+
+  vgg = _randomise(build("vgg7", reactnet=True))
+  xv = images("vgg7", n=4)
+  g = _grads_by_path(vgg, xv, labels)
+  pres = [(i, op.pre) for i, op in enumerate(vgg.ops)
+          if isinstance(getattr(op, "pre", None), common.PreAct) and op.pre.shift is not None]
+  assert pres
+  for i, _ in pres:
+    np.testing.assert_allclose(g[f"['ops'][{i}]['pre']['shift']['bias']"],
+                               g[f"['ops'][{i}]['pre']['rprelu']['zeta']"],
+                               rtol=1e-5, atol=1e-8)
+  before = np.asarray(vgg(xv))
+  for _, p in pres:
+    p.rprelu.zeta[...] += p.shift.bias[...]
     p.shift.bias[...] = jnp.zeros_like(p.shift.bias[...])
-  np.testing.assert_allclose(np.asarray(model(x)), before, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(np.asarray(vgg(xv)), before, rtol=1e-4, atol=1e-5)
 
 
 def test_model_summary_counts_the_new_parameters():
@@ -185,8 +351,12 @@ def test_model_summary_counts_the_new_parameters():
   added = sum(int(np.size(v)) for v in jax.tree.leaves(reactnet_state(model)))
   units = [m for _, m in nnx.iter_graph(model) if isinstance(m, resnet.BiRealUnit)]
   assert added == sum(u.conv.in_features + 3 * u.conv.out_features for u in units)
-  assert on.total_params - plain.total_params == added
-  assert on.params_by_bits[32] - plain.params_by_bits[32] == added
+  # Each unit's batch norm moves behind its conv: c_out channels instead of c_in
+  # (scale, bias, mean, variance: 4 numbers each).
+  moved = 4 * sum(u.conv.out_features - u.conv.in_features for u in units)
+  assert moved > 0
+  assert on.total_params - plain.total_params == added + moved
+  assert on.params_by_bits[32] - plain.params_by_bits[32] == added + moved
   kinds = {l.kind for l in on.layers}
   assert {"LearnableBias", "RPReLU"} <= kinds
 

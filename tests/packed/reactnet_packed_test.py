@@ -1,6 +1,8 @@
 """Packed export of ReActNet models (docs/reactnet.md#packed-inference): the packed
 binary layers see the shifted input, so they binarise ``sign(x + b)`` and the packed
-model computes the eval-mode logits; the shifts and RPReLU parameters save and load."""
+model computes the eval-mode logits, in the residual models' post-activation order
+(``RPReLU(BN(conv(sign(x + b))) + shortcut(x))``) as in the plain CNNs'
+``BN → RPReLU → +b → sign``; the shifts and RPReLU parameters save and load."""
 
 import jax
 import jax.numpy as jnp
@@ -14,6 +16,7 @@ from bnnjax import packed
 
 TINY = {
     "resnet18": ((12, 12, 3), {"width": 4}),
+    "wrn22": ((12, 12, 3), {"widths": (4, 4, 8, 8), "depth": 10}),
     "vgg7": ((16, 20, 3), {"width_mult": 0.0625}),
 }
 
@@ -58,13 +61,16 @@ def _zero_shifts(model):
 
 
 @pytest.mark.parametrize("name,method", [("resnet18", "xnor"), ("resnet18", "xnorpp_1"),
-                                         ("vgg7", "xnor")])
+                                         ("wrn22", "xnor"), ("vgg7", "xnor")])
 def test_packed_reactnet_equals_eval_model_and_round_trips(name, method, tmp_path):
   model, x = _build(name, method)
   pm = packed.pack_model(model)
   n_binary = len([1 for _, m in nnx.iter_graph(model)
                   if isinstance(m, (nn.QuantConv, nn.QuantDense)) and m.spec.binary_kernel])
   assert len(packed.packed_layers(pm)) == n_binary > 0
+  # The batch norms behind the convs (post-activation order) are kept as they are.
+  n_norms = lambda m: len([1 for _, v in nnx.iter_graph(m) if isinstance(v, nnx.BatchNorm)])
+  assert n_norms(pm) == n_norms(model)
   # The shifts are model modules before the packed layers, kept as they are.
   assert len([1 for _, m in nnx.iter_graph(pm) if isinstance(m, nn.LearnableBias)]) > 0
   graphdef, state = nnx.split(pm)
