@@ -1,8 +1,11 @@
 """ReActNet's Bi-Real ResNet-18: RSign and RPReLU on XNOR-Net layers (docs/reactnet.md).
 
 The Bi-Real ResNet-18 of ``configs/xnor_resnet18.py`` with the model argument
-``model_kwargs.reactnet=True`` (Liu et al. 2020, §3.2): RSign's learned per-channel
-shift before every binary conv, RPReLU after every unit's residual sum. The binary
+``model_kwargs.reactnet=True`` (Liu et al. 2020, §3.2): every unit is ReActNet's
+post-activation Bi-Real block ``RPReLU(BN(conv(sign(x + b))) + shortcut(x))``, RSign's
+learned per-channel shift the only threshold of each binary conv's sign (no batch
+norm in front of it), RPReLU after every residual sum, and the stem has no ReLU before
+the first sign (docs/reactnet.md#where-the-modules-sit). The binary
 layers are the config's ``method`` (default ``xnor``: sign input and kernel, the
 per-filter ``α = mean|W|`` that ReActNet's ``HardBinaryConv`` also uses, plus
 XNOR-Net's ``K``, which ReActNet does not use and no registered method drops).

@@ -23,7 +23,10 @@ PReLU. The shifts are :class:`ThresholdShift` and the slopes :class:`PReLUSlope`
 (:func:`bnnjax.train.optim.decays` decays kernels only; ReActNet's code decays conv
 weights only too).
 
-Every module acts on the last (channel) axis of NHWC or ``(N, D)`` input.
+Every module acts on the last (channel) axis of NHWC or ``(N, D)`` input. Where the
+models put them (``reactnet=True``; docs/reactnet.md#where-the-modules-sit): the
+residual models in ReActNet's post-activation order ``RPReLU(BN(conv(sign(x + b))) +
+shortcut(x))``, the plain CNNs ``BN → RPReLU → +b → sign``.
 """
 
 from __future__ import annotations
