@@ -105,6 +105,7 @@ def run(args) -> dict:
   from bnnjax import train
   from experiments import sweep
   config, table2 = table2_points(args.dataset)
+  table2 = {v: table2[v] for v in args.variants}
   points = ablation_points(table2, seeds=args.seeds, steps=args.steps, width=args.width,
                            test_examples=args.test_examples)
   check_earlier_runs(config, points, args.workdir)
@@ -177,9 +178,16 @@ def main(argv=None):
   p.add_argument("--width", type=int, default=16)
   p.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[0])
   p.add_argument("--test_examples", type=int, default=None)
+  p.add_argument("--variants", default=",".join(PAPER),
+                 type=lambda s: [v.strip() for v in s.split(",") if v.strip()],
+                 help=f"comma-separated subset of {list(PAPER)} (default: all four)")
   p.add_argument("--workdir", default=os.path.join("runs", "bonn_ablation"))
   p.add_argument("--out", default=os.path.join("benchmarks", "results"))
   args = p.parse_args(argv)
+  unknown = [v for v in args.variants if v not in PAPER]
+  if unknown or not args.variants:
+    p.error(f"--variants={','.join(args.variants)}; allowed values are a comma-separated "
+            f"subset of {list(PAPER)}.")
   rows, config = run(args)
   write(rows, config, args, args.out)
   print(open(os.path.join(args.out, "bonn_ablation.md")).read())
