@@ -27,9 +27,10 @@ import datetime
 import json
 import os
 import sys
-import time
 
 import numpy as np
+
+from benchmarks import sweep_runs
 
 PAPER = {"none": 56.3, "kernel": 58.3, "feature": 58.4, "both": 59.3}
 NAMES = {"none": "none", "kernel": "kernel loss only", "feature": "feature loss only",
@@ -71,22 +72,6 @@ def ablation_points(table2: dict, *, seeds, steps: int, width: int,
           for variant, point in table2.items() for seed in seeds]
 
 
-def check_earlier_runs(config, points, workdir: str) -> None:
-  """Refuses a point whose directory holds a run of another config (the sweep would
-  read its results as they are); raises ``ConfigError`` naming the fields."""
-  from bnnjax.train import trainer
-  from bnnjax.train.validation import ConfigError
-  from experiments import sweep
-  for point in points:
-    subdir = os.path.join(workdir, point.name)
-    diff = trainer.config_differences(subdir, sweep.apply_overrides(config, point))
-    if diff:
-      details = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
-      raise ConfigError(
-          f"{subdir} holds a run with a different config ({details}); use another "
-          "--workdir for these settings. Nothing was changed.")
-
-
 def mean_ashman_d(workdir: str) -> tuple[float, float]:
   """Mean Ashman's D over binary layers at the first and last histogram record."""
   from bnnjax import analysis
@@ -102,25 +87,12 @@ def run(args) -> dict:
   and its mean ± std, mean Ashman's D at the first and last histogram record, the
   seconds of the runs trained now, each run's sweep status, the paper's top-1) and the
   ``bonn_resnet18`` config the points override."""
-  from bnnjax import train
-  from experiments import sweep
   config, table2 = table2_points(args.dataset)
   table2 = {v: table2[v] for v in args.variants}
   points = ablation_points(table2, seeds=args.seeds, steps=args.steps, width=args.width,
                            test_examples=args.test_examples)
-  check_earlier_runs(config, points, args.workdir)
-  seconds: dict[str, float] = {}
-
-  def timed_train(c, subdir):
-    t0 = time.perf_counter()
-    try:
-      return train.train_and_evaluate(c, subdir)
-    finally:
-      seconds[os.path.basename(subdir)] = time.perf_counter() - t0
-
-  swept = {r["point"]: r for r in sweep.run_sweep(config, points, args.workdir,
-                                                  train_fn=timed_train)}
-  sweep.write_table(list(swept.values()), args.workdir, "benchmarks.bonn_ablation")
+  swept, seconds = sweep_runs.train_points(config, points, args.workdir,
+                                           "benchmarks.bonn_ablation")
   rows = {}
   for variant, point in table2.items():
     names = [f"{variant}_seed{seed}" for seed in args.seeds]

@@ -26,12 +26,11 @@ import datetime
 import os
 import shlex
 import sys
-import time
 
 import numpy as np
 
 from benchmarks import cli
-from benchmarks.bonn_ablation import check_earlier_runs
+from benchmarks import sweep_runs
 
 STEM = "reactnet_compare"
 NAMES = {"reactnet": "ReActNet (xnor + RSign + RPReLU)", "xnor": "XNOR-Net",
@@ -76,24 +75,11 @@ def run(args) -> tuple[dict, object]:
   Returns ``(rows, config)``: per variant, test top-1 per seed (%), its mean ± std,
   the difference of the mean from ``xnor``'s, the seconds of the runs trained now and
   each run's sweep status; and the config the points override."""
-  from bnnjax import train
-  from experiments import sweep
   config, points = comparison_points(
       dataset=args.dataset, seeds=args.seeds, steps=args.steps, width=args.width,
       train_examples=args.train_examples, test_examples=args.test_examples)
-  check_earlier_runs(config, points, args.workdir)
-  seconds: dict[str, float] = {}
-
-  def timed_train(c, subdir):
-    t0 = time.perf_counter()
-    try:
-      return train.train_and_evaluate(c, subdir)
-    finally:
-      seconds[os.path.basename(subdir)] = time.perf_counter() - t0
-
-  swept = {r["point"]: r for r in sweep.run_sweep(config, points, args.workdir,
-                                                  train_fn=timed_train)}
-  sweep.write_table(list(swept.values()), args.workdir, f"benchmarks.{STEM}")
+  swept, seconds = sweep_runs.train_points(config, points, args.workdir,
+                                           f"benchmarks.{STEM}")
   rows = {}
   for variant in variants_of(points):
     names = [f"{variant}_seed{seed}" for seed in args.seeds]
