@@ -8,6 +8,7 @@ from flax import nnx
 from bnnjax import analysis
 from bnnjax import models
 from bnnjax import nn
+from tests.tiny_zoo import TINY
 
 H, W, C, O, CLASSES = 6, 6, 3, 4, 5
 
@@ -160,13 +161,6 @@ def test_patched_call_is_restored():
   assert "__call__" not in nnx.BatchNorm.__dict__ or callable(nnx.BatchNorm.__call__)
 
 
-TINY = {
-    "resnet18": ((16, 20, 3), dict(width=4)),
-    "wrn22": ((16, 20, 3), dict(widths=(4, 4, 8, 8), dropout=0.3)),
-    "nin": ((16, 20, 3), dict(width_mult=1 / 16)),
-    "vgg7": ((16, 20, 3), dict(width_mult=1 / 32)),
-    "alexnet": ((16, 20, 3), dict(width_mult=1 / 16)),
-}
 METHODS = ["fp", "bwn", "xnor", "bw_cf_2", "xnor_cf_2", "xnorpp_1", "xnorpp_2",
            "xnorpp_3", "xnorpp_4", "bonn"]
 

@@ -11,27 +11,12 @@ from bnnjax import nn
 from bnnjax.models import resnet
 from bnnjax.models import sequential
 from bnnjax.models import wrn
+from tests.tiny_zoo import TINY
+from tests.tiny_zoo import rngs
 
 METHODS = ["fp", "bwn", "xnor", "bw_cf_2", "xnor_cf_2", "xnorpp_1", "xnorpp_2",
            "xnorpp_3", "xnorpp_4"]
 NUM_CLASSES = 10
-# Tiny widths (all even, so cross-filter groups of 2 divide them) and small inputs.
-# Non-square 16×20 so that XNOR-Net++ Γ shapes check H and W tracking separately, with
-# odd sizes on the way (ResNet: 20 → 10 → 5 → 3).
-TINY = {
-    "resnet18": ((16, 20, 3), dict(width=4)),
-    "wrn22": ((16, 20, 3), dict(widths=(4, 4, 8, 8), dropout=0.3)),
-    "nin": ((16, 20, 3), dict(width_mult=1 / 16)),
-    "vgg7": ((16, 20, 3), dict(width_mult=1 / 32)),
-    "alexnet": ((16, 20, 3), dict(width_mult=1 / 16)),
-}
-
-
-def rngs(seed=0):
-  # RBG keys: their samplers compile ~7x faster than threefry's, once per kernel shape,
-  # which dominates eager model construction on CPU.
-  return nnx.Rngs(params=jax.random.key(seed, impl="rbg"),
-                  dropout=jax.random.key(seed + 1, impl="rbg"))
 
 
 def build(name, method="xnor", *, input_shape=None, **overrides):

@@ -19,19 +19,9 @@ from bnnjax.models import wrn
 from bnnjax.train import checkpoint as ckpt_lib
 from bnnjax.train import trainer
 from configs import common as config_common
+from tests.tiny_zoo import TINY
+from tests.tiny_zoo import rngs
 
-TINY = {
-    "resnet18": ((16, 20, 3), dict(width=4)),
-    "wrn22": ((16, 20, 3), dict(widths=(4, 4, 8, 8), dropout=0.3)),
-    "nin": ((16, 20, 3), dict(width_mult=1 / 16)),
-    "vgg7": ((16, 20, 3), dict(width_mult=1 / 32)),
-    "alexnet": ((16, 20, 3), dict(width_mult=1 / 16)),
-}
-
-
-def rngs(seed=0):
-  return nnx.Rngs(params=jax.random.key(seed, impl="rbg"),
-                  dropout=jax.random.key(seed + 1, impl="rbg"))
 
 
 def build(name, method="xnor", **overrides):
