@@ -8,6 +8,19 @@ trainer logs the unweighted value under ``loss/<name>``). A term may update non-
 variables of the model in place (e.g. BONN's class centres): those updates are kept
 after the step and no gradient flows through them.
 
+Coupled and decoupled terms. By default a term is *coupled*: its gradient is added to
+the cross-entropy's before the optimizer, as in the papers' SGD. With
+``{"decoupled": True}`` in its config entry a term is *decoupled*, as AdamW decouples
+weight decay from Adam (Loshchilov & Hutter 2019): the optimizer sees only the coupled
+loss's gradient ``g``, and the term's gradient ``g_t`` is applied after it at the
+parameter's learning rate, ``Δθ = tx(g) − η_group(step) · weight_t · g_t``. Under SGD
+without momentum the two are the same update; under Adam a coupled term whose gradient
+outweighs the cross-entropy's is normalised into lr-sized steps on every weight, while
+a decoupled one moves each weight by ``η · weight_t · g_t``, as SGD would
+(docs/bonn.md#investigation). A decoupled term may read only the model's variables,
+not the batch or the outputs (its gradient is taken without a forward pass), and it
+cannot act on Bop's kernels, which have no learning rate.
+
 Terms are built from ``config.loss_terms``, a mapping ``name -> {"weight": w, ...}``,
 through the :data:`LOSS_TERMS` registry (new general terms register a builder there)
 and the terms the quantization methods bring (:attr:`bnnjax.methods.Method.loss_terms`).
@@ -21,6 +34,7 @@ giving the paper's Eq. 10 ``CE + (λ/2)·Σ_layers L_K + (θ/2)·mean L_F``.
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 from typing import Any, Callable, Mapping
 
@@ -44,10 +58,39 @@ class LossContext:
 
 @dataclasses.dataclass(frozen=True)
 class LossTerm:
-  """One extra loss term: ``weight · fn(model, batch, outputs)``."""
+  """One extra loss term: ``weight · fn(model, batch, outputs)``; ``decoupled``: its
+  gradient bypasses the optimizer (module docstring)."""
   name: str
   weight: float
   fn: LossFn
+  decoupled: bool = False
+
+
+class ModelOnly(collections.abc.Mapping):
+  """The ``batch`` and ``outputs`` a decoupled term sees: reading any key is an error
+  naming the term (a decoupled term's gradient is taken without a forward pass)."""
+
+  def __init__(self, term: str, what: str):
+    self._term, self._what = term, what
+
+  def __getitem__(self, key):
+    raise ValueError(
+        f"config.loss_terms.{self._term}.decoupled=True, but the term reads "
+        f"{self._what}[{key!r}]: a decoupled term may depend only on the model's "
+        "variables; allowed values for decoupled are False for this term.")
+
+  def __iter__(self):
+    return iter(())
+
+  def __len__(self):
+    return 0
+
+
+def decoupled_loss(terms, model) -> jax.Array:
+  """``Σ weight_t · fn_t(model)`` over the decoupled ``terms`` (0 when none)."""
+  return sum((t.weight * t.fn(model, ModelOnly(t.name, "batch"),
+                              ModelOnly(t.name, "outputs"))
+              for t in terms if t.decoupled), jnp.zeros(()))
 
 
 def l2_term(*, weight: float, variable_type: str = "Param") -> LossTerm:
@@ -112,8 +155,13 @@ def build_loss_terms(model, config, ctx: LossContext) -> list[LossTerm]:
     kwargs = dict(kwargs or {})
     if "weight" not in kwargs:
       raise ValueError(f"config.loss_terms.{name} needs a 'weight'.")
+    decoupled = kwargs.pop("decoupled", False)
+    if not isinstance(decoupled, bool):
+      raise ValueError(f"config.loss_terms.{name}.decoupled={decoupled!r}; allowed "
+                       "values are True and False.")
     try:
-      terms.append(builders[name](model, config, ctx, **kwargs))
+      term = builders[name](model, config, ctx, **kwargs)
     except TypeError as e:
       raise ValueError(f"config.loss_terms.{name}: {e}") from e
+    terms.append(dataclasses.replace(term, decoupled=decoupled))
   return terms

@@ -184,6 +184,18 @@ def param_labels(params, group_lr, bop: bool = False) -> object:
   return jax.tree.map(label, params, is_leaf=lambda x: isinstance(x, nnx.Variable))
 
 
+def leaf_groups(config, params) -> list[str]:
+  """The group of each parameter array of ``params``, in ``jax.tree.leaves`` order:
+  the keys of :func:`make_optimizer`'s schedules (what a decoupled loss term's
+  gradient is scaled by, docs of :mod:`bnnjax.train.loss_terms`)."""
+  group_lr = dict(config.get("group_lr", None) or {})
+  labels = param_labels(params, group_lr, bop=uses_bop(config))
+  groups = jax.tree.leaves(labels)
+  if len(groups) != len(jax.tree.leaves(params)):
+    raise AssertionError("every parameter Variable holds one array")
+  return groups
+
+
 def bop_gamma_schedule(config, steps_per_epoch: int, total_steps: int) -> optax.Schedule:
   """Bop's ``γ`` as a function of the step: ``config.bop_gamma`` shaped by
   ``config.bop_gamma_schedule``, or by the learning rate's ``config.schedule`` when

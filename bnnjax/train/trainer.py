@@ -53,6 +53,25 @@ RESUMABLE_FIELDS = ("log_every_steps", "checkpoint_every_steps", "progress", "da
                     "diagnostics_per_layer", "binary_compute")
 
 
+# Fields that configs add on top of base_config() after runs were saved without them,
+# with the value those runs had: a saved run lacking one resumes at this value.
+LATER_FIELD_DEFAULTS = {"bonn_kernel_decoupled": False}
+
+
+def _comparable(cfg: dict) -> dict:
+  """``cfg`` (a config as JSON) with the defaults of later fields dropped: fields of
+  :data:`LATER_FIELD_DEFAULTS` at their value and ``decoupled: false`` in
+  ``loss_terms`` entries (a run saved before loss terms could be decoupled)."""
+  out = {k: v for k, v in cfg.items()
+         if not (k in LATER_FIELD_DEFAULTS and v == LATER_FIELD_DEFAULTS[k])}
+  if isinstance(out.get("loss_terms"), dict):
+    out["loss_terms"] = {
+        name: ({k: v for k, v in kw.items() if not (k == "decoupled" and v is False)}
+               if isinstance(kw, dict) else kw)
+        for name, kw in out["loss_terms"].items()}
+  return out
+
+
 @functools.lru_cache(maxsize=None)
 def _defaults() -> ml_collections.ConfigDict:
   from configs import common
@@ -134,8 +153,20 @@ def set_up(config) -> Setup:
   terms = loss_lib.build_loss_terms(model, config, loss_lib.LossContext(
       input_shape=info.image_shape, num_classes=info.num_classes,
       steps_per_epoch=steps_per_epoch))
+  if any(t.decoupled for t in terms):
+    try:  # a decoupled term that reads the batch or outputs fails here, not at step 1
+      loss_lib.decoupled_loss(terms, model)
+    except ValueError as e:
+      raise ConfigError(str(e)) from e
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   tx, schedules = optim.make_optimizer(config, params, steps_per_epoch, total_steps)
+  decoupled = [t.name for t in terms if t.decoupled]
+  if decoupled and optim.uses_bop(config):
+    raise ConfigError(
+        f"config.loss_terms.{decoupled[0]}.decoupled=True with "
+        "config.kernel_optimizer='bop': a decoupled term is applied at the learning "
+        "rate, and Bop's kernels have none; allowed values are decoupled=False or "
+        "kernel_optimizer='latent'.")
   if optim.uses_bop(config):  # Bop trains ±1 kernels from step 0 (docs/bop.md)
     params = bop_lib.binarize_kernels(params)
   state = TrainState(jnp.zeros((), jnp.int32), params, rest, tx.init(params))
@@ -192,7 +223,8 @@ def config_differences(workdir: str, config) -> dict[str, tuple[Any, Any]] | Non
   Compares ``workdir/config.json`` (written by :func:`train_and_evaluate`) with
   ``config`` as JSON, leaving out :data:`RESUMABLE_FIELDS`. A field that one of them
   lacks counts at ``base_config()``'s default, as :func:`setting` reads it (a run saved
-  before ``kernel_optimizer`` existed resumes as ``"latent"``, which it was).
+  before ``kernel_optimizer`` existed resumes as ``"latent"``, which it was), or at its
+  :data:`LATER_FIELD_DEFAULTS` value.
 
   Returns:
     ``{field: (saved value, current value)}`` sorted by field (``None`` for a field
@@ -204,7 +236,8 @@ def config_differences(workdir: str, config) -> dict[str, tuple[Any, Any]] | Non
     return None
   with open(path) as f:
     saved = json.load(f)
-  current = json.loads(config.to_json_best_effort())
+  saved = _comparable(saved)
+  current = _comparable(json.loads(config.to_json_best_effort()))
   defaults = json.loads(_defaults().to_json_best_effort())
   keys = (set(saved) | set(current)) - set(RESUMABLE_FIELDS)
   pairs = {k: (saved.get(k, defaults.get(k)), current.get(k, defaults.get(k)))
@@ -274,10 +307,20 @@ def _accuracy_counts(logits, labels, mask=None):
 
 
 def make_train_step(graphdef, tx, terms, schedules, latent_flags, clip_latent, mesh,
-                    per_layer_diagnostics=False):
+                    per_layer_diagnostics=False, leaf_groups=None):
   """The jit-compiled step: loss (CE + Σ weight·term), gradient, update, clipping, and
   the diagnostics of :func:`bnnjax.train.diagnostics.training_diagnostics` (flip ratio and
-  saturation of the binary weights, gradient and update norms)."""
+  saturation of the binary weights, gradient and update norms).
+
+  Decoupled terms (:mod:`bnnjax.train.loss_terms`) are left out of the gradient the
+  optimizer sees; their gradient ``g_t`` is applied after it, each parameter at its
+  group's learning rate: ``update − schedules[leaf_groups[i]](step) · g_t``
+  (``leaf_groups``: :func:`bnnjax.train.optim.leaf_groups`). ``loss/total`` is the
+  whole objective, coupled and decoupled terms together."""
+  coupled = [t for t in terms if not t.decoupled]
+  decoupled = [t for t in terms if t.decoupled]
+  if decoupled and leaf_groups is None:
+    raise ValueError("make_train_step: decoupled loss terms need leaf_groups.")
 
   def loss_fn(params, rest, batch, step):
     model, outputs = _forward(graphdef, params, rest, batch, train=True)
@@ -286,11 +329,17 @@ def make_train_step(graphdef, tx, terms, schedules, latent_flags, clip_latent, m
     ce = optax.softmax_cross_entropy_with_integer_labels(outputs["logits"], labels).mean()
     metrics = {"loss/ce": ce}
     total = ce
-    for term in terms:
+    for term in coupled:
       value = term.fn(model, batch, outputs)
       metrics[f"loss/{term.name}"] = value
       total = total + term.weight * value
-    metrics["loss/total"] = total
+    objective = total
+    for term in decoupled:  # logged here; differentiated by decoupled_grads
+      value = jax.lax.stop_gradient(term.fn(model, loss_lib.ModelOnly(term.name, "batch"),
+                                            loss_lib.ModelOnly(term.name, "outputs")))
+      metrics[f"loss/{term.name}"] = value
+      objective = objective + term.weight * value
+    metrics["loss/total"] = objective
     top1, top5 = _accuracy_counts(outputs["logits"], labels)
     n = labels.shape[0]
     metrics["train/top1"] = top1 / n
@@ -298,10 +347,22 @@ def make_train_step(graphdef, tx, terms, schedules, latent_flags, clip_latent, m
     new_rest = nnx.split(model, nnx.Param, ...)[2]
     return total, (metrics, new_rest)
 
+  def decoupled_grads(params, rest):
+    def loss(params):
+      return loss_lib.decoupled_loss(decoupled, nnx.merge(graphdef, params, rest))
+    return jax.grad(loss)(params)
+
   def step_fn(state: TrainState, batch):
     grads, (metrics, rest) = jax.grad(loss_fn, has_aux=True)(
         state.params, state.rest, batch, state.step)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    if decoupled:
+      rates = {name: sched(state.step) for name, sched in schedules.items()}
+      leaves, treedef = jax.tree.flatten(updates)
+      extra = jax.tree.leaves(decoupled_grads(state.params, state.rest))
+      updates = jax.tree.unflatten(treedef, [
+          u - (rates[g] * e).astype(u.dtype)
+          for u, e, g in zip(leaves, extra, leaf_groups)])
     params = optax.apply_updates(state.params, updates)
     if clip_latent:
       leaves, treedef = jax.tree.flatten(params)
@@ -484,7 +545,8 @@ def _train(config, workdir, setup: Setup, main: bool, checkpointer) -> dict[str,
 
   train_step = make_train_step(graphdef, tx, terms, schedules, latent_flags,
                                setting(config, "clip_latent"), mesh,
-                               setting(config, "diagnostics_per_layer"))
+                               setting(config, "diagnostics_per_layer"),
+                               optim.leaf_groups(config, setup.state.params))
   eval_step = make_eval_step(graphdef, mesh)
   # A finished run only re-evaluates: it adds no duplicate records.
   writer = MetricWriter(workdir, tensorboard=setting(config, "tensorboard"),

@@ -28,7 +28,7 @@ class ConfigError(ValueError):
 # (configs.common.add_bonn) and experiments.ptq's sweep block (not read by the trainer).
 # Code that reads fields of its own (a custom loss term) adds their names here.
 EXTRA_FIELDS = {"bonn_lambda", "bonn_theta", "bonn_nu", "bonn_center_rate",
-                "bonn_feature_start_epoch", "ptq"}
+                "bonn_feature_start_epoch", "bonn_kernel_decoupled", "ptq"}
 
 
 def _bad(field: str, value: Any, allowed: str) -> ConfigError:
@@ -204,6 +204,7 @@ def _checks() -> dict[str, Callable]:
       "bonn_nu": _real(0),
       "bonn_center_rate": _real(0, hi=1),
       "bonn_feature_start_epoch": _real(0),
+      "bonn_kernel_decoupled": _bool,
   }
 
 

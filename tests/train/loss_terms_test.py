@@ -1,5 +1,8 @@
 """The loss hook's registry and the l2 term against a hand computation."""
 
+import dataclasses
+
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -101,3 +104,85 @@ def test_kernel_term_needs_bonn_layers():
   c.loss_terms = {"bayesian_kernel": {"weight": 1.0}}
   with pytest.raises(ValueError, match="method='bonn'"):
     loss_terms.build_loss_terms(Two(), c, CTX)
+
+
+def _one_step(terms, lr=0.01, steps=1):
+  """``steps`` Adam steps of the trainer's step function on TinyBonn (fixed batch)."""
+  import optax
+  from bnnjax.train import parallel, trainer
+  model = TinyBonn()
+  model.bonn_feature_prior = None  # not attached: no feature term here
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  schedules = {"default": optax.constant_schedule(lr)}
+  tx = optax.adam(schedules["default"])
+  flags = [isinstance(v, nn.LatentWeight) for v in jax.tree.leaves(
+      params, is_leaf=lambda x: isinstance(x, nnx.Variable))]
+  groups = ["default"] * len(flags)
+  mesh = parallel.make_mesh()
+  step = trainer.make_train_step(graphdef, tx, terms, schedules, flags, None, mesh,
+                                 leaf_groups=groups)
+  state = trainer.TrainState(jnp.zeros((), jnp.int32), params, rest, tx.init(params))
+  x = jnp.linspace(-1, 1, 4 * 25).reshape(4, 5, 5, 1)
+  batch = {"image": x, "label": jnp.array([0, 2, 1, 0])}
+  start = nnx.merge(graphdef, *jax.tree.map(jnp.copy, (params, rest)))  # step donates
+  for _ in range(steps):
+    state, metrics = step(state, batch)
+  return start, nnx.merge(graphdef, state.params, state.rest), metrics
+
+
+def test_decoupled_term_is_applied_at_the_learning_rate_after_adam():
+  """Adam sees only the cross-entropy's gradient; the decoupled kernel loss moves each
+  parameter by exactly −lr · weight · ∂L_K/∂θ on top (at θ of the step's start)."""
+  weight, lr = 25.0, 0.01  # deltas ≫ the float32 spacing of the parameters
+  start, plain, _ = _one_step([], lr)
+  term = loss_terms.method_term("bayesian_kernel", TinyBonn(), CTX, weight=weight)
+  decoupled = dataclasses.replace(term, decoupled=True)
+  _, moved, metrics = _one_step([decoupled], lr)
+  grads = nnx.grad(lambda m: term.fn(m, {}, {}))(start)
+  for name in ("kernel", "bonn_modulation", "bonn_mu", "bonn_log_sigma"):
+    got = getattr(moved.conv, name)[...] - getattr(plain.conv, name)[...]
+    want = -lr * weight * getattr(grads.conv, name)[...]
+    assert float(jnp.max(jnp.abs(want))) > 0, name
+    np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-7, err_msg=name)
+  np.testing.assert_array_equal(moved.head.kernel[...], plain.head.kernel[...])
+  # The logged objective is the whole one: CE + weight · L_K(θ at the step's start).
+  assert float(metrics["loss/total"]) == pytest.approx(
+      float(metrics["loss/ce"]) + weight * float(term.fn(start, {}, {})), rel=1e-5)
+  # Coupled, Adam normalises the same term's gradient: a different update.
+  _, coupled, _ = _one_step([term], lr)
+  assert not np.allclose(coupled.conv.kernel[...], moved.conv.kernel[...], atol=1e-6)
+
+
+def test_decoupled_flag_is_checked_and_needs_a_model_only_term():
+  model = TinyBonn()
+  c = common.base_config()
+  common.add_bonn(c, w_lr=0.01, kernel_decoupled=True)
+  ctx = loss_terms.LossContext(input_shape=(5, 5, 1), num_classes=3, steps_per_epoch=10)
+  terms = {t.name: t for t in loss_terms.build_loss_terms(model, c, ctx)}
+  assert terms["bayesian_kernel"].decoupled and not terms["bayesian_feature"].decoupled
+  c.loss_terms = {"l2": {"weight": 1.0, "decoupled": "yes"}}
+  with pytest.raises(ValueError, match=r"loss_terms.l2.decoupled='yes'"):
+    loss_terms.build_loss_terms(model, c, ctx)
+  c.loss_terms = {"bayesian_feature": {"weight": 1.0, "decoupled": True}}
+  (feature,) = loss_terms.build_loss_terms(model, c, ctx)
+  with pytest.raises(ValueError, match=r"bayesian_feature.decoupled=True, but the term "
+                     r"reads outputs\['features'\]"):
+    loss_terms.decoupled_loss([feature], model)
+
+
+def test_bonn_runs_saved_before_decoupling_resume(tmp_path):
+  """A BONN config.json saved before loss terms could be decoupled (no
+  ``bonn_kernel_decoupled``, no ``decoupled`` key) matches today's default config;
+  with ``bonn_kernel_decoupled=True`` it does not."""
+  import json
+  from bnnjax.train import trainer
+  c = common.base_config()
+  common.add_bonn(c, w_lr=0.01)
+  old = json.loads(c.to_json_best_effort())
+  del old["bonn_kernel_decoupled"], old["loss_terms"]["bayesian_kernel"]["decoupled"]
+  (tmp_path / "config.json").write_text(json.dumps(old))
+  assert trainer.config_differences(str(tmp_path), c) == {}
+  c.bonn_kernel_decoupled = True
+  diff = trainer.config_differences(str(tmp_path), c)
+  assert diff["bonn_kernel_decoupled"] == (None, True)
+  assert diff["loss_terms"][1]["bayesian_kernel"]["decoupled"] is True
