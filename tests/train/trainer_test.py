@@ -23,8 +23,6 @@ TINY_KWARGS = {
     "vgg7": {"width_mult": 0.0625},
     "alexnet": {"width_mult": 0.0625},
 }
-METHODS = ["fp", "bwn", "xnor", "bw_cf_2", "xnor_cf_2", "xnorpp_1", "xnorpp_2",
-           "xnorpp_3", "xnorpp_4", "bonn"]
 
 
 def tiny_config(model="resnet18", method="xnor", **kw):
@@ -42,10 +40,14 @@ def tiny_config(model="resnet18", method="xnor", **kw):
   return c
 
 
-# Every method through the whole loop on one model (what differs by method: parameter
-# groups, loss terms, diagnostics), and every other model with BONN, whose feature prior
-# and kernel terms depend on the model's layers and feature size. Forward passes of every
-# model x method are in tests/models/models_test.py, packing in tests/packed/.
+# What differs by method in the loop is the parameter groups, loss terms and diagnostics:
+# one method of each kind on one model (no binary layer; XNOR's input and kernel signs;
+# a cross-filter shared scale; XNOR-Net++'s learned Γ of rank 2, which weight decay must
+# skip; BONN's modulation group and both loss terms), and every other model with BONN,
+# whose feature prior and kernel terms depend on the model's layers and feature size.
+# Forward passes of every model x method are in tests/models/models_test.py, packing in
+# tests/packed/, the optimizer's groups and decay masks in tests/train/optim_test.py.
+METHODS = ["fp", "xnor", "xnor_cf_2", "xnorpp_3", "bonn"]
 CASES = ([("resnet18", m) for m in METHODS]
          + [(m, "bonn") for m in sorted(TINY_KWARGS) if m != "resnet18"])
 
