@@ -289,8 +289,10 @@ def test_rsign_shift_in_reactnets_order_is_no_reparametrisation():
     assert twins == want, (path, twins)
   np.testing.assert_allclose(grads["['head']['shift']['bias']"],
                              grads["['head']['norm']['bias']"], rtol=1e-5, atol=1e-8)
-  # Train mode (batch statistics), as the gradients above.
-  logits = lambda m: np.asarray(nnx.clone(m)(x, train=True))
+  # Train mode (batch statistics), as the gradients above; one compiled forward serves
+  # every folded copy (same graph), on a clone since train mode updates the statistics.
+  forward = nnx.jit(lambda m: m(x, train=True))
+  logits = lambda m: np.asarray(forward(nnx.clone(m)))
   before = logits(model)
   np.testing.assert_allclose(logits(_fold(model, downsampling)), before,
                              rtol=1e-4, atol=1e-5)
