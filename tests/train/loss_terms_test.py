@@ -186,3 +186,35 @@ def test_bonn_runs_saved_before_decoupling_resume(tmp_path):
   diff = trainer.config_differences(str(tmp_path), c)
   assert diff["bonn_kernel_decoupled"] == (None, True)
   assert diff["loss_terms"][1]["bayesian_kernel"]["decoupled"] is True
+
+
+@pytest.mark.parametrize("name", ["alexnet", "nin", "vgg7"])
+def test_bonn_terms_fit_every_model(name):
+  """BONN's terms on the zoo models that tests/train/trainer_test.py does not train
+  with them (it trains ResNet-18 and WRN): the feature prior takes the size of the
+  features entering the classifier, and both terms trace to scalars through a
+  train-mode forward pass (shapes only, nothing compiled)."""
+  from bnnjax import models
+  from bnnjax.methods import bonn
+  from tests.tiny_zoo import TINY, rngs
+  shape, kwargs = TINY[name]
+  model = models.get_model(name, num_classes=10, input_shape=shape,
+                           spec=nn.method_spec("bonn"), rngs=rngs(), **kwargs)
+  c = common.base_config()
+  common.add_bonn(c, w_lr=0.01)
+  ctx = loss_terms.LossContext(input_shape=shape, num_classes=10, steps_per_epoch=10)
+  terms = loss_terms.build_loss_terms(model, c, ctx)
+  assert sorted(t.name for t in terms) == ["bayesian_feature", "bayesian_kernel"]
+  assert len(bonn.layers(model)) >= 4
+  graphdef, state = nnx.split(model)
+  x = jax.ShapeDtypeStruct((2, *shape), jnp.float32)
+  y = jax.ShapeDtypeStruct((2,), jnp.int32)
+
+  def values(state, x, y):
+    m = nnx.merge(graphdef, state)
+    logits, feats = m(x, train=True, return_features=True)
+    outputs = {"logits": logits, "features": feats, "step": jnp.int32(0)}
+    return feats, {t.name: t.fn(m, {"image": x, "label": y}, outputs) for t in terms}
+  feats, out = jax.eval_shape(values, state, x, y)
+  assert model.bonn_feature_prior.centers.shape == (10, feats.shape[-1])
+  assert all(v.shape == () and v.dtype == jnp.float32 for v in out.values())
