@@ -7,11 +7,16 @@ maps (14², 28², 56²), times forward and forward+both-gradients of each loweri
 median, the fastest lowering and the one :func:`~bnnjax.kernels.float_conv.choose_lowering`
 picks, with its ratio to XLA's conv.
 
+``--shapes=narrow`` times instead the narrow convs (8-48 channels) of the tests' and
+notebooks' small models, where ``choose_lowering`` keeps XLA's conv on maps above 2×2.
+
 Usage::
 
   python -m benchmarks.conv_lowering --batch=64 --repeats=15
+  python -m benchmarks.conv_lowering --shapes=narrow --batch=32 --repeats=9
 
-writes ``conv_lowering_<platform>.md`` / ``.json`` to ``--out``.
+writes ``conv_lowering_<platform>.md`` / ``.json`` (``conv_lowering_narrow_...`` for
+``--shapes=narrow``) to ``--out``.
 """
 
 from __future__ import annotations
@@ -41,6 +46,18 @@ SHAPES = (
     (1, 256, 512, 1, 1, 0),
     (14, 64, 64, 3, 1, 1), (28, 64, 64, 3, 1, 1), (56, 64, 64, 3, 1, 1),
 )
+# Narrow convs: a width-8 ResNet-18 on 28×28 (7² … 1² maps), wider maps at 16-48
+# channels, and a stride-2 1×1 shortcut; the rule's boundaries (2×2 maps, 32 channels,
+# 2.7e8 multiply-adds) lie between them.
+NARROW_SHAPES = (
+    (7, 8, 8, 3, 1, 1), (7, 8, 16, 3, 2, 1), (4, 16, 16, 3, 1, 1),
+    (4, 16, 32, 3, 2, 1), (2, 32, 32, 3, 1, 1), (2, 32, 64, 3, 2, 1),
+    (1, 64, 64, 3, 1, 1), (4, 32, 32, 3, 1, 1), (7, 32, 32, 3, 1, 1),
+    (14, 16, 16, 3, 1, 1), (28, 8, 8, 3, 1, 1), (28, 16, 16, 3, 1, 1),
+    (28, 32, 32, 3, 1, 1), (28, 48, 48, 3, 1, 1), (56, 32, 32, 3, 1, 1),
+    (28, 16, 32, 1, 2, 0),
+)
+SHAPE_SETS = {"peer": SHAPES, "narrow": NARROW_SHAPES}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -52,17 +69,23 @@ class Config:
     repeats: timed runs per lowering and direction (alternated; median reported).
     max_shapes: time only the first this many shapes (0: all).
     seed: PRNG seed of the random data.
+    shapes: which shapes: ``peer`` (:data:`SHAPES`) or ``narrow``
+      (:data:`NARROW_SHAPES`).
   """
 
   batch: int = 64
   repeats: int = 15
   max_shapes: int = 0
   seed: int = 0
+  shapes: str = "peer"
 
   def __post_init__(self):
     for name in ("batch", "repeats"):
       if getattr(self, name) < 1:
         raise ValueError(f"--{name}={getattr(self, name)}; allowed values are >= 1.")
+    if self.shapes not in SHAPE_SETS:
+      raise ValueError(f"--shapes={self.shapes!r}; allowed values are "
+                       f"{sorted(SHAPE_SETS)}.")
 
 
 def _fns(shape, lowering):
@@ -81,7 +104,8 @@ def _fns(shape, lowering):
 def run_benchmark(cfg: Config, command: str = "") -> dict:
   rng = np.random.default_rng(cfg.seed)
   rows = []
-  shapes = SHAPES[:cfg.max_shapes] if cfg.max_shapes else SHAPES
+  shapes = SHAPE_SETS[cfg.shapes]
+  shapes = shapes[:cfg.max_shapes] if cfg.max_shapes else shapes
   for shape in shapes:
     h, c_in, c_out, k, s, p = shape
     x = jnp.asarray(rng.standard_normal((cfg.batch, h, h, c_in)), jnp.float32)
@@ -134,7 +158,9 @@ def format_markdown(r: dict) -> str:
 
 
 def _write(results, out):
-  return cli.write_results(results, f"{out}/{RESULTS_NAME}_{results['platform']}",
+  shapes = results["config"].get("shapes", "peer")
+  name = RESULTS_NAME if shapes == "peer" else f"{RESULTS_NAME}_{shapes}"
+  return cli.write_results(results, f"{out}/{name}_{results['platform']}",
                            format_markdown)
 
 
