@@ -65,15 +65,18 @@ def _valid_range(i, size, out, stride, lo):
 # enough there, and one op compiles faster than a matmul per tap (tests, tiny models).
 SMALL_CONV_MACS = 1 << 20
 # Narrow convs (c_in, c_out ≤ NARROW_CHANNELS) with a k×k kernel, an output map larger
-# than 2×2 and fewer than NARROW_CONV_MACS multiply-adds are XLA's too: measured forward
-# + both gradients at batch 32 (2-core CPU, default XLA flags), XLA's conv was 1.1-1.5×
-# faster than ``taps`` there (7×7 8→8 0.60 vs 0.92 ms, 4×4 32→32 0.55 vs 0.61 ms,
-# 28×28 32→32 60 vs 89 ms) and compiled 3-4× faster (0.3 vs 1.0-1.3 s per conv), while
-# ``taps`` stayed ahead on 2×2 and 1×1 maps (2×2 32→32: 0.47 vs 0.86 ms), at 48 or more
-# channels (28×28 48→48: 145 vs 295 ms) and on larger problems (56×56 32→32, 925 M
-# multiply-adds: 336 vs 513 ms).
+# than 2×2 and fewer than NARROW_CONV_MACS multiply-adds are XLA's too. Measured forward
+# + both gradients (``python -m benchmarks.conv_lowering --shapes=narrow``, 2-core CPU,
+# default XLA flags): up to ~6e7 multiply-adds XLA's conv and ``taps`` were within
+# 0.6-1.6× of each other either way over two runs at batch 128 (7×7 8→8 1.1-1.7 vs
+# 1.6-2.0 ms, 7×7 32→32 6.4-7.5 vs 4.8-7.0 ms, 28×28 8→8 28-29 vs 40-46 ms), and XLA's
+# compiled 3-4× faster (0.3 vs 1.0-1.3 s per conv), which is what tests and notebook
+# models on small inputs pay most. Above
+# it XLA's input gradient collapses as it does at 64 channels (batch 128, 28×28 16→16,
+# 2.3e8: 219 vs 102 ms; 28×28 32→32: 674 vs 203 ms), and ``taps`` stays ahead on 2×2
+# and 1×1 maps (2×2 32→32: 2.4 vs 0.8 ms) and at 48 or more channels.
 NARROW_CHANNELS = 32
-NARROW_CONV_MACS = 1 << 28
+NARROW_CONV_MACS = 1 << 26
 
 
 def choose_lowering(x_shape, w_shape, strides, pads, platform: str | None = None) -> str:
