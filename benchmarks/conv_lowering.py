@@ -13,7 +13,7 @@ notebooks' small models, where ``choose_lowering`` keeps XLA's conv on maps abov
 Usage::
 
   python -m benchmarks.conv_lowering --batch=64 --repeats=15
-  python -m benchmarks.conv_lowering --shapes=narrow --batch=32 --repeats=9
+  python -m benchmarks.conv_lowering --shapes=narrow --batch=128 --repeats=5
 
 writes ``conv_lowering_<platform>.md`` / ``.json`` (``conv_lowering_narrow_...`` for
 ``--shapes=narrow``) to ``--out``.
@@ -48,7 +48,7 @@ SHAPES = (
 )
 # Narrow convs: a width-8 ResNet-18 on 28×28 (7² … 1² maps), wider maps at 16-48
 # channels, and a stride-2 1×1 shortcut; the rule's boundaries (2×2 maps, 32 channels,
-# 2.7e8 multiply-adds) lie between them.
+# NARROW_CONV_MACS multiply-adds) lie between them.
 NARROW_SHAPES = (
     (7, 8, 8, 3, 1, 1), (7, 8, 16, 3, 2, 1), (4, 16, 16, 3, 1, 1),
     (4, 16, 32, 3, 2, 1), (2, 32, 32, 3, 1, 1), (2, 32, 64, 3, 2, 1),

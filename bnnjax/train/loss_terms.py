@@ -86,11 +86,13 @@ class ModelOnly(collections.abc.Mapping):
     return 0
 
 
-def decoupled_loss(terms, model) -> jax.Array:
-  """``Σ weight_t · fn_t(model)`` over the decoupled ``terms`` (0 when none)."""
-  return sum((t.weight * t.fn(model, ModelOnly(t.name, "batch"),
-                              ModelOnly(t.name, "outputs"))
-              for t in terms if t.decoupled), jnp.zeros(()))
+def decoupled_loss(terms, model) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """``(Σ weight_t · fn_t(model), {name_t: fn_t(model)})`` over the decoupled
+  ``terms`` (``(0, {})`` when none): the sum to differentiate and the values to log."""
+  values = {t.name: t.fn(model, ModelOnly(t.name, "batch"), ModelOnly(t.name, "outputs"))
+            for t in terms if t.decoupled}
+  total = sum((t.weight * values[t.name] for t in terms if t.decoupled), jnp.zeros(()))
+  return total, values
 
 
 def l2_term(*, weight: float, variable_type: str = "Param") -> LossTerm:

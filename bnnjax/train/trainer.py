@@ -153,14 +153,14 @@ def set_up(config) -> Setup:
   terms = loss_lib.build_loss_terms(model, config, loss_lib.LossContext(
       input_shape=info.image_shape, num_classes=info.num_classes,
       steps_per_epoch=steps_per_epoch))
-  if any(t.decoupled for t in terms):
+  decoupled = [t.name for t in terms if t.decoupled]
+  if decoupled:
     try:  # a decoupled term that reads the batch or outputs fails here, not at step 1
       loss_lib.decoupled_loss(terms, model)
     except ValueError as e:
       raise ConfigError(str(e)) from e
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   tx, schedules = optim.make_optimizer(config, params, steps_per_epoch, total_steps)
-  decoupled = [t.name for t in terms if t.decoupled]
   if decoupled and optim.uses_bop(config):
     raise ConfigError(
         f"config.loss_terms.{decoupled[0]}.decoupled=True with "
@@ -333,13 +333,7 @@ def make_train_step(graphdef, tx, terms, schedules, latent_flags, clip_latent, m
       value = term.fn(model, batch, outputs)
       metrics[f"loss/{term.name}"] = value
       total = total + term.weight * value
-    objective = total
-    for term in decoupled:  # logged here; differentiated by decoupled_grads
-      value = jax.lax.stop_gradient(term.fn(model, loss_lib.ModelOnly(term.name, "batch"),
-                                            loss_lib.ModelOnly(term.name, "outputs")))
-      metrics[f"loss/{term.name}"] = value
-      objective = objective + term.weight * value
-    metrics["loss/total"] = objective
+    metrics["loss/total"] = total  # step_fn adds the decoupled terms
     top1, top5 = _accuracy_counts(outputs["logits"], labels)
     n = labels.shape[0]
     metrics["train/top1"] = top1 / n
@@ -347,19 +341,21 @@ def make_train_step(graphdef, tx, terms, schedules, latent_flags, clip_latent, m
     new_rest = nnx.split(model, nnx.Param, ...)[2]
     return total, (metrics, new_rest)
 
-  def decoupled_grads(params, rest):
-    def loss(params):
-      return loss_lib.decoupled_loss(decoupled, nnx.merge(graphdef, params, rest))
-    return jax.grad(loss)(params)
+  def decoupled_loss(params, rest):
+    return loss_lib.decoupled_loss(decoupled, nnx.merge(graphdef, params, rest))
 
   def step_fn(state: TrainState, batch):
     grads, (metrics, rest) = jax.grad(loss_fn, has_aux=True)(
         state.params, state.rest, batch, state.step)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     if decoupled:
+      extra, values = jax.grad(decoupled_loss, has_aux=True)(state.params, state.rest)
+      for term in decoupled:
+        metrics[f"loss/{term.name}"] = values[term.name]
+        metrics["loss/total"] = metrics["loss/total"] + term.weight * values[term.name]
       rates = {name: sched(state.step) for name, sched in schedules.items()}
       leaves, treedef = jax.tree.flatten(updates)
-      extra = jax.tree.leaves(decoupled_grads(state.params, state.rest))
+      extra = jax.tree.leaves(extra)
       updates = jax.tree.unflatten(treedef, [
           u - (rates[g] * e).astype(u.dtype)
           for u, e, g in zip(leaves, extra, leaf_groups)])
