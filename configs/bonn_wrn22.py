@@ -46,7 +46,8 @@ def get_config(arg=None):
     common.small_cpu_default(c)
   if common.is_bonn(args.method):
     common.add_bonn(c, w_lr=c.lr / 10,  # sets c.method
-                    feature_start_epoch=140.0 if args.paper else 0.5)
+                    feature_start_epoch=140.0 if args.paper else 0.5,
+                    kernel_decoupled=not args.paper)  # as bonn_resnet18
   else:
     c.method = args.method
   if args.dataset:

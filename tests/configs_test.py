@@ -62,6 +62,19 @@ def test_bonn_fields_drive_the_loss_weights():
   assert c.group_lr.Modulation == pytest.approx(c.lr / 10)
 
 
+def test_bonn_kernel_loss_is_decoupled_under_adam_and_coupled_under_the_papers_sgd():
+  """docs/bonn.md#investigation: inside Adam the kernel loss freezes the binary weights;
+  the CPU defaults apply it after Adam, :paper (SGD, the paper's form) in the gradient."""
+  from configs import bonn_resnet18, bonn_wrn22
+  for module in (bonn_resnet18, bonn_wrn22):
+    c = module.get_config()
+    assert c.optimizer == "adam" and c.bonn_kernel_decoupled
+    assert c.loss_terms.bayesian_kernel.decoupled
+    p = module.get_config("paper")
+    assert p.optimizer == "sgd" and not p.bonn_kernel_decoupled
+    assert not p.loss_terms.bayesian_kernel.decoupled
+
+
 def test_validation_checks_every_base_config_field_and_every_config_passes():
   from bnnjax.train import validation
   from configs import common

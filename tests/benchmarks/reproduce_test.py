@@ -34,10 +34,10 @@ TOP1 = {"xnor_seed0": 0.70, "xnor_seed1": 0.72, "case1_seed0": 0.75,
         "case1_seed1": 0.79, "case2_seed0": 0.74, "case2_seed1": 0.76,
         "case3_seed0": 0.80, "case3_seed1": 0.80, "case4_seed0": 0.81,
         "case4_seed1": math.nan,
-        # bonn_t2, seed 0: none < kernel fails, the other seven pairs hold.
+        # bonn_t2, seed 0: none < kernel fails, the other four pairs hold.
         "none_seed0": 0.82, "kernel_seed0": 0.60, "feature_seed0": 0.83,
-        "both_seed0": 0.84, "kernel_decoupled_seed0": 0.83,
-        "both_decoupled_seed0": 0.85, "xnor_seed0@bonn": 0.79}
+        "both_seed0": 0.84, "kernel_coupled_seed0": 0.70,
+        "both_coupled_seed0": 0.69, "xnor_seed0@bonn": 0.79}
 
 
 @pytest.fixture
@@ -102,10 +102,10 @@ def test_registry_variants_are_the_configs_sweeps_and_valid_configs():
   bonn = reproduce.TABLES["bonn_t2"]
   assert {v: t.paper for v, t in bonn.variants.items()} == {
       "none": 56.3, "kernel": 58.3, "feature": 58.4, "both": 59.3,
-      "kernel_decoupled": None, "both_decoupled": None, "xnor": 51.2}
+      "kernel_coupled": None, "both_coupled": None, "xnor": 51.2}
   assert bonn.variants["both"].overrides == {"bonn_lambda": 1e-4, "bonn_theta": 1e-3}
-  assert bonn.variants["both_decoupled"].overrides == {
-      "bonn_lambda": 1e-4, "bonn_theta": 1e-3, "bonn_kernel_decoupled": True}
+  assert bonn.variants["both_coupled"].overrides == {
+      "bonn_lambda": 1e-4, "bonn_theta": 1e-3, "bonn_kernel_decoupled": False}
 
   for key, table in reproduce.TABLES.items():
     # The paper's own numbers satisfy the ordering it claims, where it has numbers.
@@ -185,20 +185,20 @@ def test_aggregation_by_hand_incomplete_and_merge(tmp_path, stub_points):
   assert saved["tables"]["xnorpp_t1"] == rec
   bonn = saved["tables"]["bonn_t2"]
   assert bonn["missing"] == ["feature_seed0 (not run)", "both_seed0 (not run)",
-                             "kernel_decoupled_seed0 (not run)",
-                             "both_decoupled_seed0 (not run)", "xnor_seed0 (not run)"]
+                             "kernel_coupled_seed0 (not run)",
+                             "both_coupled_seed0 (not run)", "xnor_seed0 (not run)"]
   assert bonn["rows"]["kernel"]["delta"] == pytest.approx(60.0 - 82.0)
   assert bonn["ordering"]["measured"] == 1 and bonn["ordering"]["holds"] == 0
   md = open(out / "reproduce.md").read()
   assert "(`xnorpp_t1`)" in md and "(`bonn_t2`)" in md
 
-  # The rest of bonn_t2: all eight pairs measured, seven hold (none < kernel fails).
+  # The rest of bonn_t2: all five pairs measured, four hold (none < kernel fails).
   results = reproduce.main(["--tables=bonn_t2", "--seeds=0", f"--workdir={runs}",
                             f"--out={out}"])
   bonn = results["tables"]["bonn_t2"]
   assert bonn["complete"] and bonn["rows"]["xnor"]["top1"] == pytest.approx([79.0])
   assert bonn["rows"]["both"]["delta"] == pytest.approx(2.0)
-  assert (bonn["ordering"]["holds"], bonn["ordering"]["total"]) == (7, 8)
+  assert (bonn["ordering"]["holds"], bonn["ordering"]["total"]) == (4, 5)
   assert results["tables"]["xnorpp_t1"] == rec
 
   # A results file that is not a reproduce.json is refused before anything trains.
