@@ -61,7 +61,7 @@ BACKENDS = ("float", "packed")
 PEERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared",
                      "peers")
 README_COMMAND = [sys.executable, "-m", "experiments.run",
-                  "--config=configs/bonn_resnet18.py:method=xnor"]
+                  "--config=configs/bonn_resnet18.py"]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
