@@ -10,10 +10,11 @@ Adam 2e-3 (``w``: 2e-4, the paper's 1:10 ratio), the kernel loss **decoupled**
 (``bonn_kernel_decoupled=True``: its gradient is applied after Adam at the learning
 rate, as the paper's SGD applies it; added to the gradient that Adam normalises, it
 freezes the binary weights, docs/bonn.md#investigation). Measured (2-core CPU, MNIST,
-this default): 98.43% test top-1; the coupled loss (``--config.bonn_kernel_decoupled=
-False``) 86.58%; ``:method=xnor`` 97.92%. ``:paper``: ImageNet, width 64, SGD
-momentum 0.9, weight decay 1e-4, lr 0.1 (``w``: 0.01), ÷10 every 30 epochs, 70 epochs,
-the kernel loss in the gradient as the paper has it.
+this default): 98.43% test top-1; coupled
+(``--config.bonn_kernel_decoupled=False``) 86.58%; ``:method=xnor`` 97.92-98.22%.
+``:paper``: ImageNet, width 64, SGD momentum 0.9, weight decay 1e-4, lr 0.1 (``w``:
+0.01), ÷10 every 30 epochs, 70 epochs, the kernel loss in the gradient as the paper
+has it.
 Other arguments: ``dataset=fashion_mnist``; ``method=xnor`` (or any other
 ``bnnjax.methods`` name) drops BONN for that method.
 """
