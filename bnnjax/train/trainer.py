@@ -238,7 +238,9 @@ def config_differences(workdir: str, config) -> dict[str, tuple[Any, Any]] | Non
     saved = json.load(f)
   saved = _comparable(saved)
   current = _comparable(json.loads(config.to_json_best_effort()))
-  defaults = json.loads(_defaults().to_json_best_effort())
+  # A field missing from either side reads as base_config()'s default, or, for a
+  # field added later, as the value runs had before it existed.
+  defaults = {**json.loads(_defaults().to_json_best_effort()), **LATER_FIELD_DEFAULTS}
   keys = (set(saved) | set(current)) - set(RESUMABLE_FIELDS)
   pairs = {k: (saved.get(k, defaults.get(k)), current.get(k, defaults.get(k)))
            for k in sorted(keys)}

@@ -172,8 +172,9 @@ def test_decoupled_flag_is_checked_and_needs_a_model_only_term():
 
 def test_bonn_runs_saved_before_decoupling_resume(tmp_path):
   """A BONN config.json saved before loss terms could be decoupled (no
-  ``bonn_kernel_decoupled``, no ``decoupled`` key) matches today's default config;
-  with ``bonn_kernel_decoupled=True`` it does not."""
+  ``bonn_kernel_decoupled``, no ``decoupled`` key) matches a coupled config; with
+  ``bonn_kernel_decoupled=True`` (the BONN configs' default under Adam) it is refused,
+  the message naming the value the old run had (False)."""
   import json
   from bnnjax.train import trainer
   c = common.base_config()
@@ -184,7 +185,7 @@ def test_bonn_runs_saved_before_decoupling_resume(tmp_path):
   assert trainer.config_differences(str(tmp_path), c) == {}
   c.bonn_kernel_decoupled = True
   diff = trainer.config_differences(str(tmp_path), c)
-  assert diff["bonn_kernel_decoupled"] == (None, True)
+  assert diff["bonn_kernel_decoupled"] == (False, True)
   assert diff["loss_terms"][1]["bayesian_kernel"]["decoupled"] is True
 
 
