@@ -187,4 +187,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-  main()
+  sweep_runs.command(main)

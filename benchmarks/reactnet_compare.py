@@ -190,4 +190,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-  main()
+  sweep_runs.command(main)

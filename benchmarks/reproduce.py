@@ -974,4 +974,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-  main()
+  sweep_runs.command(main)

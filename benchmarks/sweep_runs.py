@@ -5,6 +5,7 @@ point whose directory holds a run of another config."""
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 
@@ -49,3 +50,16 @@ def train_points(config, points, workdir: str, command: str):
                                                   train_fn=timed_train)}
   sweep.write_table(list(swept.values()), workdir, command)
   return swept, seconds
+
+
+def command(main) -> None:
+  """Runs a sweep benchmark's ``main()`` as a command: training stopped by SIGTERM /
+  SIGINT (``trainer.Interrupted``) prints which checkpoint was kept, in one line
+  without a traceback, and exits with 128 + the signal number, as ``experiments.run``
+  does; rerunning the command resumes."""
+  from bnnjax.train import trainer
+  try:
+    main()
+  except trainer.Interrupted as e:
+    print(str(e), file=sys.stderr)
+    sys.exit(128 + int(e.signum))
