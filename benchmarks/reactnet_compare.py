@@ -163,14 +163,7 @@ def parse(argv) -> argparse.Namespace:
   p.add_argument("--smoke", action="store_true",
                  help=f"a plumbing check: {SMOKE} unless given, under <workdir>/smoke")
   args = p.parse_args(argv)
-  if args.smoke:
-    given = {a.split("=")[0].lstrip("-") for a in argv if a.startswith("--")}
-    for key, value in SMOKE.items():
-      if key not in given:
-        setattr(args, key, value)
-    args.workdir = os.path.join(args.workdir, "smoke")
-  if args.out is None:
-    args.out = args.workdir if args.smoke else os.path.join("benchmarks", "results")
+  sweep_runs.apply_smoke(args, argv, SMOKE)
   if not args.seeds or min(args.seeds) < 0:
     p.error(f"--seeds={args.seeds}: give seeds >= 0, e.g. --seeds=0,1,2.")
   return args

@@ -381,14 +381,14 @@ def train_group(workdir: str, points: list[tuple[Any, Any]], command: str,
   passed, the wall seconds of each run trained now, and how many unfinished points
   were passed."""
   from experiments import sweep
-  chosen, budget = [], max_runs
+  chosen, budget, trained = [], max_runs, 0
   for config, point in points:
     if finished_result(workdir, point.name) is None:
       if budget is not None and budget <= 0:
         continue
       budget = None if budget is None else budget - 1
+      trained += 1
     chosen.append((config, point))
-  trained = sum(finished_result(workdir, p.name) is None for _, p in chosen)
   swept, seconds = {}, {}
   groups: dict[int, tuple[Any, list]] = {}
   for config, point in chosen:
@@ -923,14 +923,7 @@ def parse(argv) -> argparse.Namespace:
                  help=f"a plumbing check: {SMOKE} unless given, the first "
                       f"{SMOKE_VARIANTS} variants of each table, under <workdir>/smoke")
   args = p.parse_args(argv)
-  if args.smoke:
-    given = {a.split("=")[0].lstrip("-") for a in argv if a.startswith("--")}
-    for key, value in SMOKE.items():
-      if key not in given:
-        setattr(args, key, value)
-    args.workdir = os.path.join(args.workdir, "smoke")
-  if args.out is None:
-    args.out = args.workdir if args.smoke else os.path.join("benchmarks", "results")
+  sweep_runs.apply_smoke(args, argv, SMOKE)
 
   tables = [t.strip() for t in args.tables.split(",") if t.strip()]
   unknown = [t for t in tables if t not in TABLES]

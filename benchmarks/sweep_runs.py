@@ -52,6 +52,21 @@ def train_points(config, points, workdir: str, command: str):
   return swept, seconds
 
 
+def apply_smoke(args, argv, smoke: dict) -> None:
+  """The ``--smoke`` and ``--out`` defaults of a sweep benchmark's parsed ``args``: with
+  ``--smoke``, each key of ``smoke`` not given on the command line (``argv``) takes its
+  value and the runs go to ``<workdir>/smoke``; ``--out`` defaults to that workdir with
+  ``--smoke`` (never over ``benchmarks/results``), else to ``benchmarks/results``."""
+  if args.smoke:
+    given = {a.split("=")[0].lstrip("-") for a in argv if a.startswith("--")}
+    for key, value in smoke.items():
+      if key not in given:
+        setattr(args, key, value)
+    args.workdir = os.path.join(args.workdir, "smoke")
+  if args.out is None:
+    args.out = args.workdir if args.smoke else os.path.join("benchmarks", "results")
+
+
 def command(main) -> None:
   """Runs a sweep benchmark's ``main()`` as a command: training stopped by SIGTERM /
   SIGINT (``trainer.Interrupted``) prints which checkpoint was kept, in one line

@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 from benchmarks import reactnet_compare
-from bnnjax import train
 from bnnjax.train.validation import ConfigError
 
 # Stub accuracies by (method, reactnet) and seed.
@@ -22,24 +21,10 @@ TOP1 = {("xnor", True): 0.80, ("xnor", False): 0.70, ("xnorpp_1", False): 0.75}
 
 
 @pytest.fixture
-def trained(monkeypatch):
-  """Replaces training by a stub that writes config.json and results.json as the
-  trainer does; returns the list of configs it was called with."""
-  calls = []
-
-  def fake_train(c, workdir):
-    calls.append(c)
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      json.dump(json.loads(c.to_json_best_effort()), f)
-    top1 = TOP1[(c.method, c.model_kwargs.reactnet)] + 0.01 * c.seed
-    results = {"test/top1": top1, "test/top5": 1.0, "test/loss": 1.0 - top1,
-               "step": c.num_train_steps}
-    with open(os.path.join(workdir, "results.json"), "w") as f:
-      json.dump(results, f)
-    return results
-  monkeypatch.setattr(train, "train_and_evaluate", fake_train)
-  return calls
+def trained(stub_train):
+  """Training stubbed (conftest's ``stub_train``) with :data:`TOP1` plus 0.01 per
+  seed; returns the list of configs it was called with."""
+  return stub_train(lambda c: TOP1[(c.method, c.model_kwargs.reactnet)] + 0.01 * c.seed)
 
 
 def test_points_are_the_sweep_at_the_configs_budget():

@@ -21,7 +21,6 @@ import pytest
 
 from benchmarks import reproduce
 from benchmarks import sweep_runs
-from bnnjax import train
 from bnnjax.train.validation import ConfigError
 from experiments import sweep
 
@@ -62,24 +61,10 @@ def stub_points(monkeypatch):
 
 
 @pytest.fixture
-def stub_training(monkeypatch):
-  """Replaces training by a stub that writes config.json and results.json as the
-  trainer does (top-1 0.5 + 0.1·gamma_case); returns the configs it trained."""
-  calls = []
-
-  def fake_train(c, workdir):
-    calls.append(c)
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      json.dump(json.loads(c.to_json_best_effort()), f)
-    top1 = 0.5 + 0.1 * (c.gamma_case or 0)
-    results = {"test/top1": top1, "test/top5": 1.0, "test/loss": 1.0 - top1,
-               "step": c.num_train_steps}
-    with open(os.path.join(workdir, "results.json"), "w") as f:
-      json.dump(results, f)
-    return results
-  monkeypatch.setattr(train, "train_and_evaluate", fake_train)
-  return calls
+def stub_training(stub_train):
+  """Training stubbed (conftest's ``stub_train``) with top-1 0.5 + 0.1·gamma_case;
+  returns the configs it trained."""
+  return stub_train(lambda c: 0.5 + 0.1 * (c.gamma_case or 0))
 
 
 def test_registry_variants_are_the_configs_sweeps_and_valid_configs():
