@@ -101,6 +101,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.bop_threshold = 1e-8
   c.bop_gamma_schedule = ml_collections.FieldReference(None, field_type=str)
   c.loss_terms = ml_collections.ConfigDict()
+  # Fine-tuning: start from the weights of another run's checkpoint (its --workdir;
+  # init_from_step None = its latest), matched by layer path; the method's own
+  # variables it lacks are derived from the loaded kernels (bnnjax.train.init_from).
+  c.init_from = ml_collections.FieldReference(None, field_type=str)
+  c.init_from_step = ml_collections.FieldReference(None, field_type=int)
   # Bookkeeping.
   c.log_every_steps = 50
   c.checkpoint_every_steps = 200

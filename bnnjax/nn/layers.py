@@ -111,6 +111,10 @@ class _QuantLayer(nnx.Module):
 
   def _setup(self, kernel, spec, use_bias, out_features, out_hw, param_dtype):
     self.spec = spec
+    # The output's spatial size the method's variables were shaped for ((1, 1) unless
+    # the method needs a fixed input size); fine-tuning re-derives them from a loaded
+    # kernel with it (bnnjax.train.init_from).
+    self.out_hw = tuple(out_hw)
     self.kernel = (LatentWeight if spec.binary_kernel else nnx.Param)(kernel)
     self.bias = (nnx.Param(jnp.zeros((out_features,), param_dtype))
                  if use_bias else None)

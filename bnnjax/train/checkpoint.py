@@ -136,22 +136,32 @@ def _one_line(e: BaseException) -> str:
   return f"{type(e).__name__}: {text[0] if text else ''}"[:300]
 
 
+def read_items(workdir: str, step: int, items=ITEMS) -> dict[str, dict]:
+  """The nested trees (dicts of numpy arrays keyed by path names) of ``items`` of
+  ``workdir``'s checkpoint ``step``, read without a config or a model."""
+  ck = Checkpointer(workdir)
+  try:
+    return {item: ck._manager.restore(step, args=ocp.args.Composite(
+        **{item: ocp.args.StandardRestore()}))[item] for item in items}
+  finally:
+    ck.close()
+
+
 def read_arrays(workdir: str, step: int | None = None) -> dict[str, np.ndarray]:
   """Every array of ``workdir``'s checkpoint at ``step`` (default: the latest), keyed
   ``item['name']...`` (e.g. ``params['ops']['0']['conv']['kernel']``), without a
   config; for inspecting and comparing checkpoints."""
-  ck = Checkpointer(workdir)
-  try:
-    step = ck.latest_step() if step is None else step
-    out = {}
-    for item in ITEMS:
-      tree = ck._manager.restore(step, args=ocp.args.Composite(
-          **{item: ocp.args.StandardRestore()}))[item]
-      for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
-        out[item + jax.tree_util.keystr(path)] = np.asarray(leaf)
-    return out
-  finally:
-    ck.close()
+  if step is None:
+    ck = Checkpointer(workdir)
+    try:
+      step = ck.latest_step()
+    finally:
+      ck.close()
+  out = {}
+  for item, tree in read_items(workdir, step).items():
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+      out[item + jax.tree_util.keystr(path)] = np.asarray(leaf)
+  return out
 
 
 class Checkpointer:

@@ -38,6 +38,7 @@ from bnnjax import nn
 from bnnjax.train import bop as bop_lib
 from bnnjax.train import checkpoint as ckpt_lib
 from bnnjax.train import diagnostics
+from bnnjax.train import init_from
 from bnnjax.train import loss_terms as loss_lib
 from bnnjax.train import optim
 from bnnjax.train import parallel
@@ -215,6 +216,24 @@ def _check_workdir(workdir: str) -> None:
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise ConfigError(f"--workdir={workdir} is a file, not a directory; give a new or "
                       "existing directory. Nothing was changed.")
+
+
+def _check_init_from(config, workdir: str) -> None:
+  """Refuses a ``config.init_from`` that is not a trained run, lacks
+  ``init_from_step``, or is ``workdir`` itself (before anything is written). A run
+  that already has a checkpoint resumes from it and never reads its source again, so
+  the source is not checked then (it may have been deleted)."""
+  source = setting(config, "init_from")
+  if source is None:
+    return
+  if os.path.abspath(source) == os.path.abspath(workdir):
+    raise ConfigError(
+        f"config.init_from={source!r} is this run's own --workdir; allowed values are "
+        "another run's workdir (to resume this run, leave init_from unset).")
+  own = os.path.join(workdir, "checkpoints")
+  if os.path.isdir(own) and any(d.isdigit() for d in os.listdir(own)):
+    return
+  init_from.source_step(source, setting(config, "init_from_step"))
 
 
 def config_differences(workdir: str, config) -> dict[str, tuple[Any, Any]] | None:
@@ -482,6 +501,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     setup = set_up(config)
     parallel.check_batch_size(config.batch_size, "config.batch_size")
     parallel.check_batch_size(setting(config, "eval_batch_size"), "config.eval_batch_size")
+    _check_init_from(config, workdir)
   except ConfigError:
     raise
   except (ValueError, TypeError) as e:  # a model / data / loss-term argument
@@ -517,6 +537,17 @@ def _train_locked(config, workdir: str, setup: Setup, main: bool) -> dict[str, f
     raise
 
 
+def _init_from(config, setup: Setup, state: TrainState):
+  """``(state, report)``: the fresh ``state`` with the weights of the run
+  ``config.init_from`` (:mod:`bnnjax.train.init_from`) and a fresh optimizer state."""
+  params, rest, report = init_from.load(
+      setup.graphdef, state.params, state.rest, setting(config, "init_from"),
+      setting(config, "init_from_step"))
+  if optim.uses_bop(config):  # Bop trains ±1 kernels (as set_up does for a fresh run)
+    params = bop_lib.binarize_kernels(params)
+  return TrainState(state.step, params, rest, setup.tx.init(params)), report
+
+
 def _train(config, workdir, setup: Setup, main: bool, checkpointer) -> dict[str, float]:
   info, steps_per_epoch, total_steps = setup.info, setup.steps_per_epoch, setup.total_steps
   graphdef, tx, terms, schedules = setup.graphdef, setup.tx, setup.terms, setup.schedules
@@ -538,6 +569,9 @@ def _train(config, workdir, setup: Setup, main: bool, checkpointer) -> dict[str,
           f"{e} No readable checkpoint is left in {checkpointer.directory}; run the "
           "same command again to train from step 0.") from e
     say(f"Resuming from the checkpoint of step {int(state.step)} in {workdir}", flush=True)
+  elif setting(config, "init_from") is not None:
+    state, report = _init_from(config, setup, state)
+    say(report.summary(), flush=True)
   start = int(state.step)
   state = parallel.replicate(state, mesh)
 

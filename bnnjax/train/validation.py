@@ -191,6 +191,8 @@ def _checks() -> dict[str, Callable]:
       "bop_threshold": _real(0),
       "bop_gamma_schedule": _one_of(optim.SCHEDULES, optional=True),
       "loss_terms": _loss_terms,
+      "init_from": _str(optional=True),
+      "init_from_step": _int(0, optional=True, none_means=" for the latest checkpoint"),
       "log_every_steps": _int(1),
       "checkpoint_every_steps": _int(1),
       "eval_every_steps": _int(0),
