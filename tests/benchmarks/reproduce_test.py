@@ -68,7 +68,7 @@ def stub_training(stub_train):
 
 
 def test_registry_variants_are_the_configs_sweeps_and_valid_configs():
-  assert list(reproduce.TABLES) == ["xnorpp_t1", "cf_t3", "cf_t4", "bonn_t2"]
+  assert list(reproduce.TABLES) == ["xnorpp_t1", "cf_t3", "cf_t4", "bonn_t2", "bonn_ft"]
   t1 = reproduce.TABLES["xnorpp_t1"]
   assert {v: t.paper for v, t in t1.variants.items()} == {
       "xnor": 51.2, "case1": 55.5, "case2": 56.1, "case3": 56.7, "case4": 57.1}
@@ -105,10 +105,13 @@ def test_registry_variants_are_the_configs_sweeps_and_valid_configs():
         steps=reproduce.DEFAULT_STEPS, width=width):
       c = sweep.apply_overrides(config, point)
       reproduce.check_config(c, f"{key}/{point.name}")  # fields and model shapes
+      fine_tune = point.name.startswith("ft_")
       assert (c.num_train_steps, c.model_kwargs.width, c.dataset) == (
-          300, width, "fashion_mnist")
-      if key == "bonn_t2":
-        assert c.method == ("xnor" if point.name == "xnor_seed0" else "bonn")
+          150 if fine_tune else 300, width, "fashion_mnist")
+      assert c.init_from == ("xnor_seed0" if fine_tune else None)
+      if key.startswith("bonn_"):
+        assert c.method == ("xnor" if point.name in ("xnor_seed0", "ft_xnor_seed0")
+                            else "bonn")
   # A width that n = 16 does not divide is refused before anything is built.
   with pytest.raises(ConfigError, match="group_size=16 does not divide"):
     config, point = reproduce.table_points(t3, ["bw_cf_16"], dataset="mnist",
@@ -254,9 +257,29 @@ def test_smoke_mode_end_to_end(tmp_path, stub_training):
                     f"--workdir={workdir}"])
 
 
+def test_fine_tune_table_trains_its_source_first_and_shares_it(tmp_path, stub_train):
+  """bonn_ft's runs start from the xnor run of their seed (config.init_from), which
+  bonn_t2 shares: listed first, trained once, then each fine-tune for half the
+  steps."""
+  calls = stub_train(lambda c: 0.5)
+  workdir = tmp_path / "runs"
+  reproduce.main(["--smoke", "--tables=bonn_t2,bonn_ft", f"--workdir={workdir}",
+                  "--steps=4"])
+  root = str(workdir / "smoke" / "bonn_resnet18")
+  trained = [(os.path.basename(c.init_from or ""), c.method, c.num_train_steps)
+             for c in calls]
+  # bonn_t2's first two variants (none, kernel), then bonn_ft's (xnor, ft_xnor).
+  assert trained == [("", "bonn", 4), ("", "bonn", 4), ("", "xnor", 4),
+                     ("xnor_seed0", "xnor", 2)]
+  assert calls[-1].init_from == os.path.join(root, "xnor_seed0")
+  rec = json.load(open(workdir / "smoke" / "reproduce.json"))["tables"]["bonn_ft"]
+  assert list(rec["rows"]) == ["xnor", "ft_xnor"] and rec["complete"]
+
+
 @pytest.mark.parametrize("arg, message", [
     ("--tables=xnorpp_t1,nosuch", r"unknown table\(s\) \['nosuch'\]; allowed values "
-     r"are a comma-separated subset of \['xnorpp_t1', 'cf_t3', 'cf_t4', 'bonn_t2'\]"),
+     r"are a comma-separated subset of \['xnorpp_t1', 'cf_t3', 'cf_t4', 'bonn_t2', "
+     r"'bonn_ft'\]"),
     ("--seeds=0,-1", "--seeds=0,-1: give distinct seeds >= 0"),
     ("--steps=0", "--steps=0: allowed values are integers >= 1"),
     ("--dataset=nosuch", r"--dataset=nosuch: allowed values are \["),
