@@ -106,14 +106,14 @@ def _lookup(nested: dict, names: tuple[str, ...]):
   return None if isinstance(node, dict) else np.asarray(node)
 
 
-def _fill(tree, nested: dict, loaded: list, kept: list, prefix: str):
+def _fill(tree, nested: dict, loaded: list, kept: list, prefix: str, skip: set):
   """``tree`` with each leaf replaced by the same-named, same-shaped array of
-  ``nested``; records what it loaded and kept."""
+  ``nested``, except the names in ``skip``; records what it loaded and kept."""
   leaves, treedef = jax.tree.flatten(tree)
   out = []
   for (names, ref), leaf in zip(ckpt_lib._paths(tree), leaves):
     name = path_name(names)
-    if is_prng_key(ref):
+    if name in skip or is_prng_key(ref):
       out.append(leaf)
       continue
     arr = _lookup(nested, names)
@@ -141,8 +141,11 @@ def load(graphdef, params, rest, workdir: str, step: int | None = None):
   source = _read(workdir, step)
   loaded: list[str] = []
   kept: list[tuple[str, str]] = []
-  params = _fill(params, source["params"], loaded, kept, "params")
-  rest = _fill(rest, source["rest"], loaded, kept, "state")
+  # RNG keys and their counters stay the new run's (its seed's streams).
+  rngs = {path_name(names) for names, _ in
+          ckpt_lib._paths(nnx.state(nnx.merge(graphdef, params, rest), nnx.RngState))}
+  params = _fill(params, source["params"], loaded, kept, "params", rngs)
+  rest = _fill(rest, source["rest"], loaded, kept, "state", rngs)
   if not any(name.endswith("/kernel") for name in loaded):
     missing = next((f"{n}: {why}" for n, why in kept if n.endswith("/kernel")), "-")
     raise ConfigError(

@@ -117,6 +117,38 @@ def test_bad_init_from_is_refused_before_anything_is_written(source, tmp_path, k
   assert not os.path.exists(tmp_path / "run")
 
 
+def test_rng_state_stays_the_new_runs(tmp_path):
+  """A source saved untrained (no compile): a vgg7 with dropout at seed 0 loaded into
+  seed 1 takes its kernels and keeps seed 1's dropout key and counter."""
+  import json
+  def config(seed):
+    c = tiny_config("vgg7", "xnor", dataset="mnist", seed=seed)
+    c.model_kwargs = {"width_mult": 0.0625, "dropout": 0.3}
+    return c
+  src = trainer.set_up(config(0))
+  ck = ckpt_lib.Checkpointer(str(tmp_path))
+  # The source's dropout counter advanced (as after 5 steps): it must not be loaded.
+  bumped = jax.tree.map(lambda x: x + 5 if x.dtype == np.uint32 else x, src.state.rest)
+  ck.save(1, src.state.replace(rest=bumped), wait=True)
+  ck.close()
+  with open(tmp_path / "config.json", "w") as f:
+    json.dump(json.loads(config(0).to_json_best_effort()), f)
+  new = trainer.set_up(config(1))
+  params, rest, report = init_from.load(new.graphdef, new.state.params, new.state.rest,
+                                        str(tmp_path))
+  assert report.loaded and not report.kept
+  assert not any("rngs" in n for n in report.loaded)
+  for names, leaf in ckpt_lib._paths(rest):
+    if "rngs" in names:
+      ref = dict(ckpt_lib._paths(new.state.rest))[names]
+      a, b = ((jax.random.key_data(x) if ckpt_lib.is_prng_key(x) else x)
+              for x in (leaf, ref))
+      np.testing.assert_array_equal(a, b)
+  src_kernels = _named(src.state.params)
+  for name, arr in _named(params).items():
+    np.testing.assert_array_equal(arr, src_kernels[name])
+
+
 def test_own_workdir_and_another_model_are_refused(source, tmp_path):
   with pytest.raises(ConfigError, match="this run's own --workdir"):
     trainer.train_and_evaluate(_config(init_from=source), source)
