@@ -7,6 +7,7 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 import shlex
 import sys
 from typing import Callable, Sequence
@@ -25,6 +26,32 @@ def parse_args(config_cls, argv: Sequence[str] | None, *, description: str,
   args = vars(p.parse_args(argv))
   out = args.pop("out")
   return config_cls(**args), out
+
+
+# The CPU features the packed kernels and XLA:CPU's convolutions depend on (vector
+# width, vector popcount, int8/bf16 dot products, AMX tiles).
+SIMD_FLAGS = ("avx2", "avx512f", "avx512_vpopcntdq", "avx512_vnni", "avx512_bf16",
+              "avx_vnni", "amx_tile", "amx_bf16", "amx_int8", "asimd", "sve")
+
+
+def cpu_description(cpuinfo: str | None = None) -> str:
+  """The CPU a benchmark ran on, as ``"<model name> (<SIMD flags>)"``, e.g.
+  ``"AMD EPYC (avx2)"``, from ``/proc/cpuinfo`` (or the text ``cpuinfo``): the
+  machines lent to sessions differ (AVX2 on some, AVX-512 on others), so a result
+  names its CPU; ``platform.machine()`` (``x86_64``) where there is no cpuinfo."""
+  import platform
+  if cpuinfo is None:
+    try:
+      with open("/proc/cpuinfo") as f:
+        cpuinfo = f.read()
+    except OSError:
+      return platform.processor() or platform.machine()
+  model = re.search(r"^(?:model name|Model)\s*:\s*(.+)$", cpuinfo, re.M)
+  flags = re.search(r"^(?:flags|Features)\s*:\s*(.+)$", cpuinfo, re.M)
+  name = model.group(1).strip() if model else (platform.processor() or platform.machine())
+  have = set(flags.group(1).split()) if flags else set()
+  simd = [f for f in SIMD_FLAGS if f in have]
+  return f"{name} ({', '.join(simd) or 'no AVX2'})"
 
 
 def write_results(results: dict, stem: str,

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import platform
 import statistics
 import time
 from typing import Sequence
@@ -132,13 +131,14 @@ def run_benchmark(cfg: Config, command: str = "") -> dict:
                  "chosen": chosen,
                  "chosen_speedup_vs_xla": med["xla/fwd_bwd"] / med[f"{chosen}/fwd_bwd"]})
   return {"benchmark": RESULTS_NAME, "command": command, "config": dataclasses.asdict(cfg),
-          "platform": jax.default_backend(), "machine": platform.processor() or
-          platform.machine(), "cpus": __import__("os").cpu_count(),
+          "platform": jax.default_backend(), "machine": cli.cpu_description(),
+          "cpus": __import__("os").cpu_count(),
           "date": datetime.date.today().isoformat(), "rows": rows}
 
 
 def format_markdown(r: dict) -> str:
   lines = [f"# Float conv lowerings ({r['platform']}, {r['cpus']} cores, {r['date']})", "",
+           f"Machine: {r['machine']}.", "",
            f"`{r['command']}`; batch {r['config']['batch']}, median of "
            f"{r['config']['repeats']} alternated runs, ms. Shared machine: compare the "
            "ratios in a row, not absolute times across runs.", "",

@@ -34,7 +34,6 @@ import dataclasses
 import datetime
 import functools
 import os
-import platform
 import time
 from typing import Callable, Sequence
 
@@ -264,7 +263,7 @@ def run_benchmark(cfg: Config, command: str = "") -> dict:
       "config": dataclasses.asdict(cfg),
       "date": datetime.datetime.now().isoformat(timespec="seconds"),
       "device": f"{dev.platform} ({dev.device_kind}, {os.cpu_count()} CPUs, "
-                f"{platform.machine()})",
+                f"{cli.cpu_description()})",
       "jax_version": jax.__version__,
       "packed_impl": packed,
       "matmuls": matmuls,

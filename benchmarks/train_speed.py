@@ -35,7 +35,6 @@ import dataclasses
 import datetime
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -243,7 +242,7 @@ def run_benchmark(cfg: Config, command: str = "") -> dict:
   return {"benchmark": RESULTS_NAME, "command": command,
           "config": dataclasses.asdict(cfg), "platform": jax.default_backend(),
           "devices": [d.device_kind for d in jax.devices()],
-          "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+          "machine": cli.cpu_description(), "cpus": os.cpu_count(),
           "date": datetime.date.today().isoformat(), "rounds": rounds,
           "summary": summary}
 
@@ -278,6 +277,7 @@ def format_markdown(r: dict) -> str:
   b = cfg["batch"]
   lines = [f"# Bi-Real ResNet-18 training and inference speed ({r['platform']}, "
            f"{r['cpus']} cores, {r['date']})", "",
+           f"Machine: {r['machine']}.", "",
            f"`{r['command']}`", "",
            f"28×28×1, width {cfg['width']}, ImageNet stem, `{cfg['method']}` binary convs, "
            f"batch {b}, Adam; median of {cfg['repeats']} timed calls per round, median "

@@ -72,7 +72,6 @@ import dataclasses
 import datetime
 import functools
 import os
-import platform
 import time
 from typing import Sequence
 
@@ -397,7 +396,7 @@ def run_benchmark(cfg: Config, command: str = "") -> dict:
       "compile_time_s": t1 - t0,
       "run_time_s": t2 - t1,
       "device": f"{dev.platform} ({dev.device_kind}, {os.cpu_count()} CPUs, "
-                f"{platform.machine()})",
+                f"{cli.cpu_description()})",
       "jax_version": jax.__version__,
       **results,
   }

@@ -17,7 +17,8 @@ def test_narrow_set_writes_its_own_file(tmp_path):
     assert set(row["ms"]) == {f"{low}/{d}" for low in ("xla", "taps", "im2col")
                               for d in ("fwd", "fwd_bwd")}
     assert row["chosen"] == "xla"  # batch 2: below SMALL_CONV_MACS
-  assert "| 7×7 | 8→8 | 3/1/1 |" in (tmp_path / "conv_lowering_narrow_cpu.md").read_text()
+  md = (tmp_path / "conv_lowering_narrow_cpu.md").read_text()
+  assert "| 7×7 | 8→8 | 3/1/1 |" in md and "Machine: " in md
   assert not (tmp_path / "conv_lowering_cpu.json").exists()  # the peer table untouched
 
 

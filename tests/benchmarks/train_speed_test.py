@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from benchmarks import cli
 from benchmarks import train_speed as ts
 
 
@@ -20,6 +21,7 @@ def test_tiny_run_writes_every_row(tmp_path):
     assert data["rounds"][0]["bnnjax"][backend]["packed_max_logit_diff_b4"] < 1e-5
   md = (tmp_path / "train_speed_cpu.md").read_text()
   assert "| `packed` |" in md and "float twin" in md
+  assert f"Machine: {cli.cpu_description()}." in md  # the CPU, with its SIMD flags
 
 
 def test_config_errors():
