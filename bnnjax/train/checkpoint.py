@@ -136,6 +136,15 @@ def _one_line(e: BaseException) -> str:
   return f"{type(e).__name__}: {text[0] if text else ''}"[:300]
 
 
+def saved_steps(workdir: str) -> list[int]:
+  """The steps of the checkpoints in ``workdir/checkpoints``, ascending, read from the
+  directory names (no orbax manager is opened, nothing is created)."""
+  directory = os.path.join(workdir, "checkpoints")
+  if not os.path.isdir(directory):
+    return []
+  return sorted(int(d) for d in os.listdir(directory) if d.isdigit())
+
+
 def read_items(workdir: str, step: int, items=ITEMS) -> dict[str, dict]:
   """The nested trees (dicts of numpy arrays keyed by path names) of ``items`` of
   ``workdir``'s checkpoint ``step``, read without a config or a model."""
@@ -184,9 +193,8 @@ class Checkpointer:
 
   def latest_step(self) -> int | None:
     if self._manager is None:  # closed
-      steps = [int(d) for d in os.listdir(self.directory) if d.isdigit()] if (
-          os.path.isdir(self.directory)) else []
-      return max(steps) if steps else None
+      steps = saved_steps(self.workdir)
+      return steps[-1] if steps else None
     return self._manager.latest_step()
 
   def all_steps(self) -> list[int]:

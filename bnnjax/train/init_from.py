@@ -74,9 +74,7 @@ def source_step(workdir: str, step: int | None) -> int:
     raise ConfigError(
         f"config.init_from={workdir!r} is not a run's workdir (it has no config.json); "
         "allowed values are the --workdir of a run trained by experiments.run.")
-  directory = os.path.join(workdir, "checkpoints")
-  steps = sorted(int(d) for d in os.listdir(directory) if d.isdigit()) if (
-      os.path.isdir(directory)) else []
+  steps = ckpt_lib.saved_steps(workdir)
   if not steps:
     raise ConfigError(f"config.init_from={workdir!r} holds no checkpoint to start from.")
   if step is None:

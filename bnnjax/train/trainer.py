@@ -230,8 +230,7 @@ def _check_init_from(config, workdir: str) -> None:
     raise ConfigError(
         f"config.init_from={source!r} is this run's own --workdir; allowed values are "
         "another run's workdir (to resume this run, leave init_from unset).")
-  own = os.path.join(workdir, "checkpoints")
-  if os.path.isdir(own) and any(d.isdigit() for d in os.listdir(own)):
+  if ckpt_lib.saved_steps(workdir):
     return
   init_from.source_step(source, setting(config, "init_from_step"))
 
