@@ -161,11 +161,8 @@ def read_arrays(workdir: str, step: int | None = None) -> dict[str, np.ndarray]:
   ``item['name']...`` (e.g. ``params['ops']['0']['conv']['kernel']``), without a
   config; for inspecting and comparing checkpoints."""
   if step is None:
-    ck = Checkpointer(workdir)
-    try:
-      step = ck.latest_step()
-    finally:
-      ck.close()
+    steps = saved_steps(workdir)
+    step = steps[-1] if steps else None
   out = {}
   for item, tree in read_items(workdir, step).items():
     for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:

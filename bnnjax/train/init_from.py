@@ -6,7 +6,7 @@ the new run, before its first train step:
 
 * every parameter and every non-parameter variable (batch statistics, BONN's class
   centres) whose path and shape match an array of the source checkpoint takes that
-  array; RNG state keeps the new run's seed;
+  array; RNG keys and their counters stay the new run's (its seed's streams);
 * a variable a quantization method derives from the latent kernel
   (:meth:`bnnjax.methods.Method.init_params`: XNOR-Net++'s Γ factors, BONN's ``w``,
   ``μ``, ``log σ``) that the source does not hold is derived again from the *loaded*
