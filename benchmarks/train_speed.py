@@ -7,12 +7,15 @@ Adam 1e-3. Timed the way the peer harness times (its README): fixed random N(0, 
 images and random labels reused every step, untimed warm-up calls (compilation reported
 apart), each call timed alone and forced to the host, median of ``--repeats``.
 
-Rows, per binary compute backend (``config.binary_compute``: ``float``, ``packed``):
+Rows, per binary compute backend (``config.binary_compute``: ``float``, ``packed``,
+``auto``):
 
 * ``train``: the trainer's own jit-compiled train step (:func:`bnnjax.train.trainer.
   make_train_step`) at ``--batch``, and the float twin (``method=fp``);
-* ``eval_b1`` / ``eval_bN``: the trainer's eval step (eval mode, jit) at batch 1 and
-  ``--batch``;
+* ``eval_b1`` / ``eval_bN``: the trainer's eval step (:class:`bnnjax.train.trainer.
+  EvalStep`, jit) at batch 1 and ``--batch``: the eval-mode model for ``float``, the
+  packed model for ``packed`` and, on CPU, ``auto`` (kernels packed once per
+  evaluation by ``prepare``, not timed per batch);
 * ``packed_b1`` / ``packed_bN``: the packed export (:func:`bnnjax.packed.pack_model`)
   at batch 1 and ``--batch``.
 
@@ -56,7 +59,7 @@ from bnnjax.train import trainer
 from configs import common
 
 RESULTS_NAME = "train_speed"
-BACKENDS = ("float", "packed")
+BACKENDS = ("float", "packed", "auto")
 PEERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared",
                      "peers")
 README_COMMAND = [sys.executable, "-m", "experiments.run",
@@ -86,7 +89,7 @@ class Config:
   warmup: int = 5
   width: int = 64
   method: str = "xnor"
-  backends: str = "float,packed"
+  backends: str = "float,packed,auto"
   rounds: int = 1
   peers: bool = False
   larq_python: str = "/tmp/venv-larq/bin/python"
@@ -158,15 +161,23 @@ def time_training(cfg: Config, method: str, backend: str) -> dict:
 
 def time_inference(cfg: Config, backend: str) -> dict:
   """Eval-mode steps and packed inference at batch 1 and ``batch``."""
-  setup = trainer.set_up(_config(cfg, cfg.method, backend))
+  config = _config(cfg, cfg.method, backend)
+  setup = trainer.set_up(config)
   model = nnx.merge(setup.graphdef, setup.state.params, setup.state.rest)
+  mesh = parallel.make_mesh()
+  eval_step = trainer.make_eval_step(
+      setup.graphdef, mesh, packed=trainer.eval_model_is_packed(config),
+      params=setup.state.params, rest=setup.state.rest)
+  prepared = eval_step.prepare(setup.state)
   eval_fn = packed.inference_fn(model)
   pm = packed.pack_model(model)
   packed_fn = packed.inference_fn(pm)
-  out = {}
+  out = {"eval_model_packed": eval_step.packed}
   for n in (1, cfg.batch):
-    x, _ = _data(cfg, n)
-    out[f"eval_b{n}"] = _time(lambda: eval_fn(x), cfg.repeats, cfg.warmup)
+    x, y = _data(cfg, n)
+    batch = parallel.shard_batch({"image": np.asarray(x), "label": np.asarray(y),
+                                  "mask": np.ones((n,), np.float32)}, mesh)
+    out[f"eval_b{n}"] = _time(lambda: eval_step(prepared, batch), cfg.repeats, cfg.warmup)
     out[f"packed_b{n}"] = _time(lambda: packed_fn(x), cfg.repeats, cfg.warmup)
     y_packed, y_eval = np.asarray(packed_fn(x)), np.asarray(eval_fn(x))
     out[f"packed_equals_eval_b{n}"] = bool(np.array_equal(y_packed, y_eval))
@@ -292,6 +303,11 @@ def format_markdown(r: dict) -> str:
                  f"{s[f'{backend}/packed_b1_ms']:.3f} | {s[f'{backend}/packed_b{b}_ms']:.2f} |")
   lines.append(f"| float twin (`fp`) | {s['fp_train_ms']:.1f} "
                f"({b / s['fp_train_ms'] * 1e3:.0f}) | | | | |")
+  models = {be: ("packed" if d.get("eval_model_packed") else "eval-mode")
+            for be, d in r["rounds"][0]["bnnjax"].items() if "eval_b1" in d}
+  lines += ["", "The eval step's model: " + ", ".join(
+      f"`{be}` {m}" for be, m in models.items()) + " (kernels packed once per "
+      "evaluation, not per batch)."]
   if "larq/train_ms" in s:
     lines += ["", "| peer | train step ms | float twin ms | infer b1 ms | "
               f"infer b{b} ms | LCE b1 ms |", "|---|---|---|---|---|---|",

@@ -10,6 +10,7 @@ from bnnjax.packed.model import load
 from bnnjax.packed.model import nbytes
 from bnnjax.packed.model import pack_model
 from bnnjax.packed.model import pack_sign_stream
+from bnnjax.packed.model import packable
 from bnnjax.packed.model import packed_layers
 from bnnjax.packed.model import save
 from bnnjax.packed.model import unpack_sign_stream

@@ -190,6 +190,16 @@ def _binary_layers(model):
           if isinstance(node, (nn.QuantConv, nn.QuantDense)) and node.spec.binary_kernel]
 
 
+def packable(model) -> bool:
+  """Whether :func:`pack_model` has something to pack in ``model``: at least one binary
+  layer, and every binary layer's quantizers ±1 signs (one bit per value)."""
+  layers = _binary_layers(model)
+  return bool(layers) and all(
+      name is None or quantizers.is_sign(name)
+      for _, layer in layers
+      for name in (layer.spec.input_quantizer, layer.spec.kernel_quantizer))
+
+
 def _set(model, path, value):
   parent = model
   for key in path[:-1]:

@@ -35,6 +35,7 @@ from bnnjax import data as data_lib
 from bnnjax import methods
 from bnnjax import models
 from bnnjax import nn
+from bnnjax import packed as packed_lib
 from bnnjax.train import bop as bop_lib
 from bnnjax.train import checkpoint as ckpt_lib
 from bnnjax.train import diagnostics
@@ -396,15 +397,70 @@ def make_train_step(graphdef, tx, terms, schedules, latent_flags, clip_latent, m
   return jax.jit(step_fn, donate_argnums=(0,), out_shardings=parallel.replicated(mesh))
 
 
-def make_eval_step(graphdef, mesh):
-  def eval_fn(params, rest, batch):
-    _, outputs = _forward(graphdef, params, rest, batch, train=False)
-    logits, mask = outputs["logits"], batch["mask"]
-    loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])
-    top1, top5 = _accuracy_counts(logits, batch["label"], mask)
-    return {"loss": jnp.sum(loss * mask), "top1": top1, "top5": top5,
-            "count": jnp.sum(mask)}
-  return jax.jit(eval_fn, out_shardings=parallel.replicated(mesh))
+def eval_model_is_packed(config, platform: str | None = None) -> bool:
+  """Whether the eval step runs the packed model (:func:`bnnjax.packed.pack_model`)
+  rather than the eval-mode model, by ``config.binary_compute``: ``"packed"`` yes,
+  ``"float"`` no, ``"auto"`` where :func:`bnnjax.nn.layers.packed_inference_is_faster`
+  says so for the platform. Either way the logits are the same function (the ±1
+  products are integers on both paths; see :mod:`bnnjax.packed.model`)."""
+  compute = setting(config, "binary_compute")
+  if compute == "auto":
+    return nn.layers.packed_inference_is_faster(platform)
+  return compute == "packed"
+
+
+class EvalStep:
+  """The jit-compiled eval step, on the eval-mode model or on its packed copy.
+
+  ``prepare(state)`` runs once per evaluation and returns what every batch needs:
+  the eval-mode ``(params, rest)``, or with ``packed`` the state of the packed model,
+  built by :func:`bnnjax.packed.pack_model` inside one jit (the binary kernels' signs
+  packed into ``uint32`` words, weight scales folded, once for all batches).
+  ``step(prepared, batch)`` returns the summed loss, top-1/top-5 counts and the
+  example count of the (masked) batch. ``packed=True`` on a model without a binary
+  layer of ±1 operands (a full-precision model, ternary kernels) evaluates the
+  eval-mode model: there is nothing to pack.
+  """
+
+  def __init__(self, graphdef, mesh, *, packed: bool = False, params=None, rest=None):
+    self.packed = packed and params is not None and packed_lib.packable(
+        nnx.merge(graphdef, params, rest))
+    self._graphdef, self._packed_graphdef = graphdef, None
+
+    def prepare_packed(params, rest):
+      model = packed_lib.pack_model(nnx.merge(graphdef, params, rest))
+      self._packed_graphdef, state = nnx.split(model)
+      return state
+
+    def eval_fn(prepared, batch):
+      if self.packed:
+        model = nnx.merge(self._packed_graphdef, prepared)
+        logits = model(batch["image"], train=False)
+      else:
+        logits = _forward(graphdef, *prepared, batch, train=False)[1]["logits"]
+      mask = batch["mask"]
+      loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])
+      top1, top5 = _accuracy_counts(logits, batch["label"], mask)
+      return {"loss": jnp.sum(loss * mask), "top1": top1, "top5": top5,
+              "count": jnp.sum(mask)}
+    self._prepare_packed = jax.jit(prepare_packed,
+                                   out_shardings=parallel.replicated(mesh))
+    self._step = jax.jit(eval_fn, out_shardings=parallel.replicated(mesh))
+
+  def prepare(self, state: TrainState):
+    if self.packed:
+      return self._prepare_packed(state.params, state.rest)
+    return (state.params, state.rest)
+
+  def __call__(self, prepared, batch) -> dict[str, jax.Array]:
+    return self._step(prepared, batch)
+
+
+def make_eval_step(graphdef, mesh, *, packed: bool = False, params=None,
+                   rest=None) -> EvalStep:
+  """:class:`EvalStep` (``packed``: on the packed model; ``params``/``rest`` tell
+  whether the model has anything to pack)."""
+  return EvalStep(graphdef, mesh, packed=packed, params=params, rest=rest)
 
 
 def evaluate(eval_step, state, config, info, mesh) -> dict[str, float]:
@@ -420,9 +476,9 @@ def evaluate(eval_step, state, config, info, mesh) -> dict[str, float]:
       image_size=setting(config, "image_size"), shard=parallel.process_shard(),
       pad_remainder=True)
   totals = {"loss": 0.0, "top1": 0.0, "top5": 0.0, "count": 0.0}
+  prepared = eval_step.prepare(state)
   for batch in pipe:
-    out = parallel.to_host_tree(eval_step(state.params, state.rest,
-                                          parallel.shard_batch(batch, mesh)))
+    out = parallel.to_host_tree(eval_step(prepared, parallel.shard_batch(batch, mesh)))
     for k in totals:
       totals[k] += float(out[k])
   n = max(totals["count"], 1.0)
@@ -578,7 +634,8 @@ def _train(config, workdir, setup: Setup, main: bool, checkpointer) -> dict[str,
                                setting(config, "clip_latent"), mesh,
                                setting(config, "diagnostics_per_layer"),
                                optim.leaf_groups(config, setup.state.params))
-  eval_step = make_eval_step(graphdef, mesh)
+  eval_step = make_eval_step(graphdef, mesh, packed=eval_model_is_packed(config),
+                             params=setup.state.params, rest=setup.state.rest)
   # A finished run only re-evaluates: it adds no duplicate records.
   writer = MetricWriter(workdir, tensorboard=setting(config, "tensorboard"),
                         enabled=main and start < total_steps, resume_step=start)

@@ -19,8 +19,11 @@ def test_tiny_run_writes_every_row(tmp_path):
       assert s[f"{backend}/{key}_ms"] > 0, (backend, key)
     # The packed export computes what the eval-mode model computes.
     assert data["rounds"][0]["bnnjax"][backend]["packed_max_logit_diff_b4"] < 1e-5
+    # config.binary_compute=packed evaluates the packed model in the trainer's eval step.
+    assert data["rounds"][0]["bnnjax"][backend]["eval_model_packed"] is True
   md = (tmp_path / "train_speed_cpu.md").read_text()
   assert "| `packed` |" in md and "float twin" in md
+  assert "The eval step's model: `packed` packed" in md
   assert f"Machine: {cli.cpu_description()}." in md  # the CPU, with its SIMD flags
 
 

@@ -83,3 +83,63 @@ def test_trainer_loss_curve_and_accuracy_equal_for_both_backends(tmp_path):
                        if "loss/total" in l]
   np.testing.assert_allclose(losses["packed"], losses["float"], rtol=1e-5)
   assert results["packed"]["test/top1"] == results["float"]["test/top1"]
+
+
+def _eval_batch(n=6, size=12, channels=3, classes=5):
+  rng = np.random.default_rng(1)
+  return {"image": jnp.asarray(rng.standard_normal((n, size, size, channels)), jnp.float32),
+          "label": jnp.asarray(rng.integers(0, classes, n), jnp.int32),
+          "mask": jnp.asarray([1, 1, 1, 1, 1, 0], jnp.float32)}
+
+
+@pytest.mark.parametrize("method", ["xnor", "bonn", "xnorpp_2", "bwn"])
+def test_packed_eval_step_equals_the_float_eval_step(method):
+  """The trainer's eval step on the packed model (kernels packed once by ``prepare``)
+  counts the same top-1/top-5 and the same loss as on the eval-mode model."""
+  from bnnjax.train import parallel
+  model = _model(method, "float")
+  # Batch statistics away from their initial values, as after training.
+  model(_eval_batch()["image"], train=True)
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  state = trainer.TrainState(jnp.int32(0), params, rest, None)
+  mesh = parallel.make_mesh()
+  batch = _eval_batch()
+  out = {}
+  for packed in (False, True):
+    step = trainer.make_eval_step(graphdef, mesh, packed=packed, params=params, rest=rest)
+    assert step.packed is packed
+    prepared = step.prepare(state)
+    if packed:  # the kernels were packed into uint32 words
+      assert any(a.dtype == jnp.uint32 for a in jax.tree.leaves(prepared))
+    out[packed] = {k: float(v) for k, v in step(prepared, batch).items()}
+  assert out[True]["count"] == out[False]["count"] == 5.0
+  assert out[True]["top1"] == out[False]["top1"]
+  assert out[True]["top5"] == out[False]["top5"]
+  np.testing.assert_allclose(out[True]["loss"], out[False]["loss"], rtol=1e-6)
+
+
+def test_which_eval_model_the_config_picks():
+  c = common.base_config()
+  assert c.binary_compute == "auto"
+  assert trainer.eval_model_is_packed(c, "cpu")
+  assert not trainer.eval_model_is_packed(c, "gpu")
+  assert not trainer.eval_model_is_packed(c, "tpu")
+  for compute, expected in (("float", False), ("packed", True)):
+    c.binary_compute = compute
+    assert trainer.eval_model_is_packed(c, "gpu") is expected
+    assert trainer.eval_model_is_packed(c, "cpu") is expected
+
+
+def test_a_model_with_nothing_to_pack_is_evaluated_unpacked():
+  from bnnjax.train import parallel
+  for model in (_model("fp", "auto"),
+                models.get_model("resnet18", num_classes=5, input_shape=(12, 12, 3),
+                                 spec=nn.QuantSpec(input_quantizer="ste_sign",
+                                                   kernel_quantizer="ste_tern"),
+                                 rngs=nnx.Rngs(0), width=8)):
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    step = trainer.make_eval_step(graphdef, parallel.make_mesh(), packed=True,
+                                  params=params, rest=rest)
+    assert not step.packed
+    state = trainer.TrainState(jnp.int32(0), params, rest, None)
+    assert float(step(step.prepare(state), _eval_batch())["count"]) == 5.0
