@@ -23,12 +23,20 @@ three lowerings per shape (:func:`choose_lowering`):
   the taps concatenated along channels and one ``(N·Ho·Wo, kh·kw·c_in)`` matmul: best
   when ``c_in`` is small (the 7×7 stem on a 1-channel image), where a matmul per tap
   would contract over a handful of channels.
+``xla_taps``
+  XLA's conv forward, the gradients of ``taps`` backward (a ``jax.custom_vjp``): on
+  large maps XLA:CPU's forward conv is the fastest (batch 128, 28×28, 16→16: 7-9 ms
+  against 51-61 ms for ``taps``) while its input gradient collapses (265 ms for
+  forward and gradients against 137-152 ms for ``taps``). Forward-mode
+  differentiation (``jax.jvp``) is not defined through it.
 
 Gradients of ``taps`` and ``im2col`` are matmuls too (JAX transposes slices into pads),
 so both directions avoid XLA:CPU's slow small-map convolutions.
 """
 
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -37,7 +45,7 @@ from jax import lax
 
 from bnnjax.kernels.reference import conv_pads
 
-LOWERINGS = ("xla", "taps", "im2col")
+LOWERINGS = ("xla", "taps", "im2col", "xla_taps")
 
 
 def _pair(v, name) -> tuple[int, int]:
@@ -77,6 +85,15 @@ SMALL_CONV_MACS = 1 << 20
 # and 1×1 maps (2×2 32→32: 2.4 vs 0.8 ms) and at 48 or more channels.
 NARROW_CHANNELS = 32
 NARROW_CONV_MACS = 1 << 26
+# Output maps of at least this many positions (20×20) run XLA's forward conv with the
+# gradients of ``taps`` (``xla_taps``) where ``taps`` would run both. Measured forward +
+# both gradients (2-core AVX2 CPU, 3×3, stride 1, alternated, ms): batch 128, 28×28
+# 16→16, 107-111 against 165-183 for ``taps``; batch 64, 28×28 64→64 XLA's forward
+# 69 against 121 for ``taps`` (``conv_lowering_cpu.md``). On 14×14 and smaller maps
+# ``taps`` is as fast or faster forward (14×14 64→64 with gradients: 74-96 against
+# 74-89). In the README's model's whole training step: 818 against 866 ms (median of
+# 3 alternated rounds).
+XLA_FORWARD_MIN_POSITIONS = 400
 
 
 def choose_lowering(x_shape, w_shape, strides, pads, platform: str | None = None) -> str:
@@ -87,8 +104,9 @@ def choose_lowering(x_shape, w_shape, strides, pads, platform: str | None = None
   multiply-adds; ``im2col`` for a k×k kernel on ``c_in < 4`` (an image stem);
   ``xla`` for narrow convs (``c_in, c_out ≤`` :data:`NARROW_CHANNELS`, a k×k kernel,
   an output map larger than 2×2, fewer than :data:`NARROW_CONV_MACS` multiply-adds);
-  ``im2col`` for a k×k kernel on ``c_in < 16`` (few channels per tap); ``taps``
-  otherwise. Measured forward + both gradients at batch 64 on a 2-core CPU
+  ``im2col`` for a k×k kernel on ``c_in < 16`` (few channels per tap); ``xla_taps``
+  for a k×k kernel with an output map of at least :data:`XLA_FORWARD_MIN_POSITIONS`
+  positions; ``taps`` otherwise. Measured forward + both gradients at batch 64 on a 2-core CPU
   (``python -m benchmarks.conv_lowering``, ``benchmarks/results/conv_lowering_cpu.md``):
   ``taps`` is 12-17× faster than XLA's conv on 2×2 and 1×1 maps, 1.5-2× on 7×7, 6× on
   28×28 (XLA's input gradient collapses there) and 2× on 56×56; XLA is ahead only on
@@ -118,6 +136,8 @@ def choose_lowering(x_shape, w_shape, strides, pads, platform: str | None = None
     return "xla"
   if kh * kw > 1 and c_in < 16:
     return "im2col"
+  if kh * kw > 1 and ho * wo >= XLA_FORWARD_MIN_POSITIONS:
+    return "xla_taps"
   return "taps"
 
 
@@ -181,7 +201,27 @@ def _conv_im2col(x, w, strides, pads, pad_value):
   return y.reshape(n, ho, wo, c_out)
 
 
-_IMPLS = {"xla": _conv_xla, "taps": _conv_taps, "im2col": _conv_im2col}
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _conv_xla_taps(x, w, strides, pads, pad_value):
+  return _conv_xla(x, w, strides, pads, pad_value)
+
+
+def _conv_xla_taps_fwd(x, w, strides, pads, pad_value):
+  return _conv_xla(x, w, strides, pads, pad_value), (x, w)
+
+
+def _conv_xla_taps_bwd(strides, pads, pad_value, res, g):
+  # The vjp of a bilinear function needs only its operands: the taps forward traced
+  # here is dead code under jit and removed.
+  x, w = res
+  _, vjp = jax.vjp(lambda a, b: _conv_taps(a, b, strides, pads, pad_value), x, w)
+  return vjp(g)
+
+
+_conv_xla_taps.defvjp(_conv_xla_taps_fwd, _conv_xla_taps_bwd)
+
+_IMPLS = {"xla": _conv_xla, "taps": _conv_taps, "im2col": _conv_im2col,
+          "xla_taps": _conv_xla_taps}
 
 
 def conv2d(x: jax.Array, w: jax.Array, *, strides=1, padding="SAME",
@@ -218,4 +258,5 @@ def conv2d(x: jax.Array, w: jax.Array, *, strides=1, padding="SAME",
   if lowering not in _IMPLS:
     raise ValueError(f"conv2d: lowering={lowering!r}; allowed values are "
                      f"{list(LOWERINGS)} or None (chosen per shape).")
+  pads = tuple(tuple(int(p) for p in pair) for pair in pads)  # hashable for xla_taps
   return _IMPLS[lowering](x, w, strides, pads, float(pad_value))

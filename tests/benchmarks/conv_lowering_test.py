@@ -5,6 +5,7 @@ import json
 import pytest
 
 from benchmarks import conv_lowering
+from bnnjax.kernels import float_conv
 
 
 def test_narrow_set_writes_its_own_file(tmp_path):
@@ -14,8 +15,9 @@ def test_narrow_set_writes_its_own_file(tmp_path):
   assert [r["shape"] for r in data["rows"]] == [list(s) for s in
                                                 conv_lowering.NARROW_SHAPES[:2]]
   for row in data["rows"]:
-    assert set(row["ms"]) == {f"{low}/{d}" for low in ("xla", "taps", "im2col")
+    assert set(row["ms"]) == {f"{low}/{d}" for low in float_conv.LOWERINGS
                               for d in ("fwd", "fwd_bwd")}
+    assert "xla_taps/fwd_bwd" in row["ms"]
     assert row["chosen"] == "xla"  # batch 2: below SMALL_CONV_MACS
   md = (tmp_path / "conv_lowering_narrow_cpu.md").read_text()
   assert "| 7×7 | 8→8 | 3/1/1 |" in md and "Machine: " in md

@@ -84,12 +84,15 @@ def test_choose_lowering():
   # Narrow: XLA on maps above 2×2, taps on 2×2 and smaller maps and at 48+ channels.
   assert choose((32, 7, 7, 8), (3, 3, 8, 8), (1, 1), pads, "cpu") == "xla"
   assert choose((32, 14, 14, 32), (3, 3, 32, 32), (1, 1), pads, "cpu") == "xla"
-  # XLA's input gradient collapses on larger problems (the README model's first stage).
-  assert choose((128, 28, 28, 16), (3, 3, 16, 16), (1, 1), pads, "cpu") == "taps"
+  # XLA's input gradient collapses on larger problems (the README model's first stage):
+  # its forward conv, the taps lowering's gradients.
+  assert choose((128, 28, 28, 16), (3, 3, 16, 16), (1, 1), pads, "cpu") == "xla_taps"
   assert choose((32, 2, 2, 32), (3, 3, 32, 32), (1, 1), pads, "cpu") == "taps"
   assert choose((64, 4, 4, 16), (3, 3, 16, 32), (2, 2), pads, "cpu") == "taps"  # → 2×2
-  assert choose((32, 28, 28, 48), (3, 3, 48, 48), (1, 1), pads, "cpu") == "taps"
-  assert choose((32, 56, 56, 32), (3, 3, 32, 32), (1, 1), pads, "cpu") == "taps"
+  # Large maps: XLA's forward, taps' gradients.
+  assert choose((32, 28, 28, 48), (3, 3, 48, 48), (1, 1), pads, "cpu") == "xla_taps"
+  assert choose((32, 56, 56, 32), (3, 3, 32, 32), (1, 1), pads, "cpu") == "xla_taps"
+  assert choose((32, 14, 14, 48), (3, 3, 48, 48), (1, 1), pads, "cpu") == "taps"
   assert choose((32, 28, 28, 16), (1, 1, 16, 32), (2, 2), none, "cpu") == "taps"  # 1×1
   assert choose((32, 28, 28, 1), (3, 3, 1, 16), (1, 1), pads, "cpu") == "im2col"
   assert choose((32, 28, 28, 8), (3, 3, 8, 64), (1, 1), pads, "cpu") == "im2col"
