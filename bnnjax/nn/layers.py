@@ -112,8 +112,9 @@ def packed_inference_is_faster(platform: str | None = None) -> bool:
   On CPU it does: measured with ``python -m benchmarks.train_speed``
   (``benchmarks/results/train_speed_cpu.md``), the XNOR-popcount forward of the
   packed model evaluates the peer ResNet-18 (width 64) at batch 64 2.5-3× faster
-  than the float eval step (16-19 against 49 ms; at batch 1: 2.8-3.7 against 12 ms), and the README's width-16 model at batch 1000 4.5×
-  faster (0.42 against 1.9 s). On GPU/TPU the float path (cuDNN, the MXU) is
+  than the float eval step (16-19 against 49 ms; at batch 1: 2.8-3.7 against
+  12 ms), and the README's width-16 model at batch 1000 4.5× faster (0.42 against
+  1.9 s). On GPU/TPU the float path (cuDNN, the MXU) is
   faster (on an H200 the packed ResNet-18 ran at 0.70× / 0.53× the eval-mode model's
   speed at batch 1 / 64), so ``auto`` keeps it there.
   """
