@@ -66,7 +66,7 @@ class QuantSpec:
       with the same result either way: ``"float"`` (a float conv/dot of the ±1
       operands), ``"packed"`` (the bit-packed XNOR-popcount kernels of
       :mod:`bnnjax.kernels` forward, the float straight-through gradient backward) or
-      ``"auto"`` (the faster exact one for the platform, see
+      ``"auto"`` (the faster exact one for the platform and the layer's shape, see
       :func:`bnnjax.nn.layers.packed_is_faster`). Other layers ignore it. The packed
       path needs both quantizers to be ±1 signs (:func:`bnnjax.quant.is_sign`);
       ``"packed"`` with another quantizer (``ste_heaviside``, ``ste_tern``,

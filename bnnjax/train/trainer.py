@@ -416,8 +416,9 @@ class EvalStep:
   the eval-mode ``(params, rest)``, or with ``packed`` the state of the packed model,
   built by :func:`bnnjax.packed.pack_model` inside one jit (the binary kernels' signs
   packed into ``uint32`` words, weight scales folded, once for all batches).
-  ``step(prepared, batch)`` returns the summed loss, top-1/top-5 counts and the
-  example count of the (masked) batch. ``packed=True`` on a model without a binary
+  ``eval_step(prepared, batch)`` (after ``prepare``, which traces the packed model's
+  graph) returns the summed loss, top-1/top-5 counts and the example count of the
+  (masked) batch. ``packed=True`` on a model without a binary
   layer of ±1 operands (a full-precision model, ternary kernels) evaluates the
   eval-mode model: there is nothing to pack.
   """
@@ -425,7 +426,7 @@ class EvalStep:
   def __init__(self, graphdef, mesh, *, packed: bool = False, params=None, rest=None):
     self.packed = packed and params is not None and packed_lib.packable(
         nnx.merge(graphdef, params, rest))
-    self._graphdef, self._packed_graphdef = graphdef, None
+    self._packed_graphdef = None  # set when prepare_packed is traced
 
     def prepare_packed(params, rest):
       model = packed_lib.pack_model(nnx.merge(graphdef, params, rest))
