@@ -201,6 +201,8 @@ def _conv_im2col(x, w, strides, pads, pad_value):
   return y.reshape(n, ho, wo, c_out)
 
 
+# ``pads`` is conv_pads' tuple of int pairs: hashable, as a non-differentiable argument
+# must be.
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
 def _conv_xla_taps(x, w, strides, pads, pad_value):
   return _conv_xla(x, w, strides, pads, pad_value)
@@ -258,5 +260,4 @@ def conv2d(x: jax.Array, w: jax.Array, *, strides=1, padding="SAME",
   if lowering not in _IMPLS:
     raise ValueError(f"conv2d: lowering={lowering!r}; allowed values are "
                      f"{list(LOWERINGS)} or None (chosen per shape).")
-  pads = tuple(tuple(int(p) for p in pair) for pair in pads)  # hashable for xla_taps
   return _IMPLS[lowering](x, w, strides, pads, float(pad_value))

@@ -87,19 +87,24 @@ def unpack_sign_stream(words: np.ndarray, shape) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------- packed layers
+def _not_sign(spec) -> list[tuple[str, str]]:
+  """``(field, name)`` of the spec's quantizers that one bit per value cannot hold: a
+  bit holds only a ±1 sign with sign(0) = +1 (:func:`bnnjax.quant.is_sign`)."""
+  names = {f: getattr(spec, f) for f in ("input_quantizer", "kernel_quantizer")}
+  return [(field, name) for field, name in names.items()
+          if name is not None and not quantizers.is_sign(name)]
+
+
 class _PackedLayer(nnx.Module):
   """What :class:`PackedConv` and :class:`PackedDense` share."""
 
   def _setup(self, layer, axis: int):
     spec = layer.spec
-    # One bit per value holds only a ±1 sign with sign(0) = +1 (quant.is_sign).
-    for field in ("input_quantizer", "kernel_quantizer"):
-      name = getattr(spec, field)
-      if name is not None and not quantizers.is_sign(name):
-        raise ValueError(
-            f"QuantSpec.{field}={name!r} of {type(layer).__name__}("
-            f"{layer.in_features} -> {layer.out_features})" + quantizers.not_sign_reason(
-                name, "the packed export (one bit per value)"))
+    for field, name in _not_sign(spec):
+      raise ValueError(
+          f"QuantSpec.{field}={name!r} of {type(layer).__name__}("
+          f"{layer.in_features} -> {layer.out_features})" + quantizers.not_sign_reason(
+              name, "the packed export (one bit per value)"))
     self.spec = spec
     self.in_features, self.out_features = layer.in_features, layer.out_features
     self.kernel_shape = tuple(layer.kernel[...].shape)
@@ -194,10 +199,7 @@ def packable(model) -> bool:
   """Whether :func:`pack_model` has something to pack in ``model``: at least one binary
   layer, and every binary layer's quantizers ±1 signs (one bit per value)."""
   layers = _binary_layers(model)
-  return bool(layers) and all(
-      name is None or quantizers.is_sign(name)
-      for _, layer in layers
-      for name in (layer.spec.input_quantizer, layer.spec.kernel_quantizer))
+  return bool(layers) and not any(_not_sign(layer.spec) for _, layer in layers)
 
 
 def _set(model, path, value):
