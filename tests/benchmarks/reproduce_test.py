@@ -99,7 +99,8 @@ def test_registry_variants_are_the_configs_sweeps_and_valid_configs():
     assert paper["holds"] == paper["measured"], key
     assert all(v in table.variants for chain in table.ordering for v in chain)
     width = reproduce.table_width(table, None)
-    assert width == (16 if key.startswith("cf_") else reproduce.DEFAULT_WIDTH)
+    assert width == (16 if key.startswith(("cf_", "bonn_")) else
+                     reproduce.DEFAULT_WIDTH)
     for config, point in reproduce.table_points(
         table, list(table.variants), dataset="fashion_mnist", seeds=[0],
         steps=reproduce.DEFAULT_STEPS, width=width):
@@ -117,6 +118,20 @@ def test_registry_variants_are_the_configs_sweeps_and_valid_configs():
     config, point = reproduce.table_points(t3, ["bw_cf_16"], dataset="mnist",
                                            seeds=[0], steps=3, width=8)[0]
     reproduce.check_config(sweep.apply_overrides(config, point), "bw_cf_16_seed0")
+
+
+def test_bonn_tables_train_at_the_configs_own_budget():
+  from bnnjax import data as data_lib
+  from bnnjax.train import trainer
+  config = reproduce.base_config(reproduce.TABLES["bonn_t2"], "fashion_mnist")
+  info = data_lib.dataset_info("fashion_mnist")
+  assert trainer._steps(config, info)[1] == reproduce.BONN_STEPS == 936
+  for key in ("bonn_t2", "bonn_ft"):
+    table = reproduce.TABLES[key]
+    assert reproduce.table_steps(table, None) == reproduce.BONN_STEPS
+    assert reproduce.table_width(table, None) == config.model_kwargs.width == 16
+    assert reproduce.table_steps(table, 20) == 20
+  assert reproduce.table_steps(reproduce.TABLES["cf_t3"], None) == 300
 
 
 def test_ordering_check_by_hand():
@@ -276,6 +291,28 @@ def test_fine_tune_table_trains_its_source_first_and_shares_it(tmp_path, stub_tr
   assert list(rec["rows"]) == ["xnor", "ft_xnor"] and rec["complete"]
 
 
+def test_variants_option_trains_only_those_and_a_fine_tunes_source(tmp_path, stub_train):
+  """--variants trains the variants named (a fine-tune's source too, first), and the
+  table still lists every variant, those not run marked so; checkpoints every quarter."""
+  calls = stub_train(lambda c: 0.5)
+  workdir = tmp_path / "runs"
+  out = tmp_path / "out"
+  reproduce.main(["--tables=bonn_t2,bonn_ft", "--variants=both,ft_both", "--seeds=0",
+                  "--steps=8", "--width=4", "--train_examples=256",
+                  "--test_examples=64", "--dataset=mnist", f"--workdir={workdir}",
+                  f"--out={out}"])
+  trained = [(os.path.basename(c.init_from or ""), c.method, c.num_train_steps,
+              c.get("bonn_lambda", 0) > 0, c.get("bonn_theta", 0) > 0,
+              c.checkpoint_every_steps)
+             for c in calls]
+  assert trained == [("", "bonn", 8, True, True, 2), ("", "xnor", 8, False, False, 2),
+                     ("xnor_seed0", "bonn", 4, True, True, 1)]
+  tables = json.load(open(out / "reproduce.json"))["tables"]
+  assert list(tables["bonn_t2"]["rows"]) == list(reproduce.TABLES["bonn_t2"].variants)
+  assert "none_seed0 (not run)" in tables["bonn_t2"]["missing"]
+  assert tables["bonn_t2"]["rows"]["both"]["top1"] == pytest.approx([50.0])
+
+
 @pytest.mark.parametrize("arg, message", [
     ("--tables=xnorpp_t1,nosuch", r"unknown table\(s\) \['nosuch'\]; allowed values "
      r"are a comma-separated subset of \['xnorpp_t1', 'cf_t3', 'cf_t4', 'bonn_t2', "
@@ -284,6 +321,9 @@ def test_fine_tune_table_trains_its_source_first_and_shares_it(tmp_path, stub_tr
     ("--steps=0", "--steps=0: allowed values are integers >= 1"),
     ("--dataset=nosuch", r"--dataset=nosuch: allowed values are \["),
     ("--width=8", "--width=8: table cf_t3 has cross-filter group sizes up to 16"),
+    ("--variants=both,case9", r"--variants=both,case9: unknown variant\(s\) "
+     r"\['case9'\]; allowed values are a comma-separated subset of the variants of "
+     r"xnorpp_t1,cf_t3,cf_t4,bonn_t2,bonn_ft: \['xnor', 'case1'"),
 ])
 def test_bad_arguments(capsys, arg, message):
   with pytest.raises(SystemExit):
