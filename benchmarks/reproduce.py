@@ -470,10 +470,14 @@ def train_group(workdir: str, points: list[tuple[Any, Any]], command: str,
       trained += 1
     chosen.append((config, point))
   swept, seconds = {}, {}
-  groups: dict[int, tuple[Any, list]] = {}
+  # consecutive points of one base config go in one call, so the points keep their
+  # order (seed-major: the first runs finished compare every variant)
+  groups: list[tuple[Any, list]] = []
   for config, point in chosen:
-    groups.setdefault(id(config), (config, []))[1].append(point)
-  for config, group in groups.values():
+    if not groups or groups[-1][0] is not config:
+      groups.append((config, []))
+    groups[-1][1].append(point)
+  for config, group in groups:
     s, t = sweep_runs.train_points(config, group, workdir, command)
     swept.update(s)
     seconds.update(t)

@@ -292,12 +292,13 @@ def test_fine_tune_table_trains_its_source_first_and_shares_it(tmp_path, stub_tr
 
 
 def test_variants_option_trains_only_those_and_a_fine_tunes_source(tmp_path, stub_train):
-  """--variants trains the variants named (a fine-tune's source too, first), and the
-  table still lists every variant, those not run marked so; checkpoints every quarter."""
+  """--variants trains the variants named (a fine-tune's source too, before it),
+  seed-major across the two base configs (bonn, method=xnor), and the table still
+  lists every variant, those not run marked so; checkpoints every quarter."""
   calls = stub_train(lambda c: 0.5)
   workdir = tmp_path / "runs"
   out = tmp_path / "out"
-  reproduce.main(["--tables=bonn_t2,bonn_ft", "--variants=both,ft_both", "--seeds=0",
+  reproduce.main(["--tables=bonn_t2,bonn_ft", "--variants=both,ft_both", "--seeds=0,1",
                   "--steps=8", "--width=4", "--train_examples=256",
                   "--test_examples=64", "--dataset=mnist", f"--workdir={workdir}",
                   f"--out={out}"])
@@ -306,11 +307,13 @@ def test_variants_option_trains_only_those_and_a_fine_tunes_source(tmp_path, stu
               c.checkpoint_every_steps)
              for c in calls]
   assert trained == [("", "bonn", 8, True, True, 2), ("", "xnor", 8, False, False, 2),
-                     ("xnor_seed0", "bonn", 4, True, True, 1)]
+                     ("xnor_seed0", "bonn", 4, True, True, 1)] + [
+                     ("", "bonn", 8, True, True, 2), ("", "xnor", 8, False, False, 2),
+                     ("xnor_seed1", "bonn", 4, True, True, 1)]
   tables = json.load(open(out / "reproduce.json"))["tables"]
   assert list(tables["bonn_t2"]["rows"]) == list(reproduce.TABLES["bonn_t2"].variants)
   assert "none_seed0 (not run)" in tables["bonn_t2"]["missing"]
-  assert tables["bonn_t2"]["rows"]["both"]["top1"] == pytest.approx([50.0])
+  assert tables["bonn_t2"]["rows"]["both"]["top1"] == pytest.approx([50.0, 50.0])
 
 
 @pytest.mark.parametrize("arg, message", [
