@@ -52,6 +52,7 @@ import numpy as np
 from flax import nnx
 
 from benchmarks import cli
+from bnnjax import data as data_lib
 from bnnjax import nn
 from bnnjax import packed
 from bnnjax.train import parallel
@@ -75,6 +76,11 @@ class Config:
     repeats: timed calls per measurement (median reported).
     warmup: untimed calls before timing (the first one compiles).
     width: ResNet-18 width (64: the peer's network).
+    image_size: height and width of the synthetic images (28: the peer's; 224 for
+      ImageNet's geometry on a GPU).
+    channels: their channels (1: the peer's; 3 for ImageNet).
+    classes: the number of classes (10: the peer's; 1000 for ImageNet).
+    eval_batch: the batched-inference size (0: ``batch``).
     method: quantization method of the binary convs.
     backends: comma-separated ``binary_compute`` backends to time.
     rounds: alternated rounds of (bnnjax, Larq, LCE).
@@ -88,6 +94,10 @@ class Config:
   repeats: int = 20
   warmup: int = 5
   width: int = 64
+  image_size: int = 28
+  channels: int = 1
+  classes: int = 10
+  eval_batch: int = 0
   method: str = "xnor"
   backends: str = "float,packed,auto"
   rounds: int = 1
@@ -97,9 +107,19 @@ class Config:
   seed: int = 0
 
   def __post_init__(self):
-    for name in ("batch", "repeats", "width", "rounds"):
+    for name in ("batch", "repeats", "width", "rounds", "image_size", "channels"):
       if getattr(self, name) < 1:
         raise ValueError(f"--{name}={getattr(self, name)}; allowed values are >= 1.")
+    if self.classes < 2:
+      raise ValueError(f"--classes={self.classes}; allowed values are >= 2.")
+    if self.eval_batch < 0:
+      raise ValueError(f"--eval_batch={self.eval_batch}; allowed values are >= 1, or 0 "
+                       "for --batch.")
+    peer = (self.image_size, self.channels, self.classes) == (28, 1, 10)
+    if self.peers and not (peer and self.eval_batch in (0, self.batch)):
+      raise ValueError("--peers times the peers' network (28×28×1, 10 classes, one "
+                       "batch size): allowed only with --image_size=28 --channels=1 "
+                       "--classes=10 and --eval_batch=0.")
     unknown = set(self.backends.split(",")) - set(BACKENDS)
     if unknown:
       raise ValueError(f"--backends={self.backends!r}: {sorted(unknown)} unknown; "
@@ -109,10 +129,26 @@ class Config:
 def _config(cfg: Config, method: str, backend: str):
   c = common.base_config()
   c.update(model_name="resnet18", method=method, dataset="mnist", batch_size=cfg.batch,
-           eval_batch_size=cfg.batch, optimizer="adam", lr=1e-3, schedule="constant",
-           binary_compute=backend, seed=cfg.seed)
+           eval_batch_size=_eval_batch(cfg), optimizer="adam", lr=1e-3,
+           schedule="constant", binary_compute=backend, seed=cfg.seed)
   c.model_kwargs.update(width=cfg.width, stem="imagenet")
   return c
+
+
+def _eval_batch(cfg: Config) -> int:
+  return cfg.eval_batch or cfg.batch
+
+
+def _info(cfg: Config) -> data_lib.DatasetInfo:
+  """The synthetic data's geometry (no dataset is read: ``trainer.set_up(info=)``)."""
+  shape = (cfg.image_size, cfg.image_size, cfg.channels)
+  return data_lib.DatasetInfo(name="synthetic", num_classes=cfg.classes,
+                              image_shape=shape, num_train=1000 * cfg.batch,
+                              num_test=cfg.batch, splits=("train", "test"))
+
+
+def _set_up(cfg: Config, config):
+  return trainer.set_up(config, info=_info(cfg))
 
 
 def _time(fn, repeats: int, warmup: int) -> dict:
@@ -132,14 +168,15 @@ def _time(fn, repeats: int, warmup: int) -> dict:
 
 def _data(cfg: Config, n: int):
   rng = np.random.default_rng(cfg.seed)
-  x = jnp.asarray(rng.standard_normal((n, 28, 28, 1)), jnp.float32)
-  y = jnp.asarray(rng.integers(0, 10, n), jnp.int32)
+  shape = (n, cfg.image_size, cfg.image_size, cfg.channels)
+  x = jnp.asarray(rng.standard_normal(shape), jnp.float32)
+  y = jnp.asarray(rng.integers(0, cfg.classes, n), jnp.int32)
   return x, y
 
 
 def time_training(cfg: Config, method: str, backend: str) -> dict:
   """The trainer's train step on fixed random data."""
-  setup = trainer.set_up(_config(cfg, method, backend))
+  setup = _set_up(cfg, _config(cfg, method, backend))
   variables = jax.tree_util.tree_leaves_with_path(
       setup.state.params, is_leaf=lambda v: isinstance(v, nnx.Variable))
   flags = [isinstance(v, nn.LatentWeight) for _, v in variables]
@@ -162,7 +199,7 @@ def time_training(cfg: Config, method: str, backend: str) -> dict:
 def time_inference(cfg: Config, backend: str) -> dict:
   """Eval-mode steps and packed inference at batch 1 and ``batch``."""
   config = _config(cfg, cfg.method, backend)
-  setup = trainer.set_up(config)
+  setup = _set_up(cfg, config)
   model = nnx.merge(setup.graphdef, setup.state.params, setup.state.rest)
   mesh = parallel.make_mesh()
   eval_step = trainer.make_eval_step(
@@ -173,7 +210,7 @@ def time_inference(cfg: Config, backend: str) -> dict:
   pm = packed.pack_model(model)
   packed_fn = packed.inference_fn(pm)
   out = {"eval_model_packed": eval_step.packed}
-  for n in (1, cfg.batch):
+  for n in (1, _eval_batch(cfg)):
     x, y = _data(cfg, n)
     batch = parallel.shard_batch({"image": np.asarray(x), "label": np.asarray(y),
                                   "mask": np.ones((n,), np.float32)}, mesh)
@@ -182,6 +219,8 @@ def time_inference(cfg: Config, backend: str) -> dict:
     y_packed, y_eval = np.asarray(packed_fn(x)), np.asarray(eval_fn(x))
     out[f"packed_equals_eval_b{n}"] = bool(np.array_equal(y_packed, y_eval))
     out[f"packed_max_logit_diff_b{n}"] = float(np.max(np.abs(y_packed - y_eval)))
+    out[f"packed_argmax_agree_b{n}"] = float(np.mean(
+        np.argmax(y_packed, -1) == np.argmax(y_eval, -1)))
   out["packed_bytes"] = packed.nbytes(pm)
   return out
 
@@ -238,8 +277,8 @@ def run_benchmark(cfg: Config, command: str = "") -> dict:
     print(f"round {r + 1}/{cfg.rounds} done", flush=True)
   summary = {}
   for backend in backends:
-    for key in ("train", "eval_b1", f"eval_b{cfg.batch}", "packed_b1",
-                f"packed_b{cfg.batch}"):
+    e = _eval_batch(cfg)
+    for key in ("train", "eval_b1", f"eval_b{e}", "packed_b1", f"packed_b{e}"):
       summary[f"{backend}/{key}_ms"] = _median(
           [rnd["bnnjax"][backend][key]["median_ms"] for rnd in rounds])
   summary["fp_train_ms"] = _median([rnd["bnnjax"]["fp_train"]["median_ms"]
@@ -286,21 +325,27 @@ def _ratios(s: dict, backend: str, batch: int) -> None:
 def format_markdown(r: dict) -> str:
   s, cfg = r["summary"], r["config"]
   b = cfg["batch"]
+  e = cfg.get("eval_batch") or b
+  geometry = (f"{cfg.get('image_size', 28)}×{cfg.get('image_size', 28)}×"
+              f"{cfg.get('channels', 1)}, {cfg.get('classes', 10)} classes")
+  where = (f"{r['cpus']} cores" if r["platform"] == "cpu"
+           else ", ".join(sorted(set(r["devices"]))))
   lines = [f"# Bi-Real ResNet-18 training and inference speed ({r['platform']}, "
-           f"{r['cpus']} cores, {r['date']})", "",
-           f"Machine: {r['machine']}.", "",
+           f"{where}, {r['date']})", "",
+           f"Machine: {r['machine']}; devices: {', '.join(r['devices'])}.", "",
            f"`{r['command']}`", "",
-           f"28×28×1, width {cfg['width']}, ImageNet stem, `{cfg['method']}` binary convs, "
-           f"batch {b}, Adam; median of {cfg['repeats']} timed calls per round, median "
-           f"over {cfg['rounds']} alternated round(s). Shared machine: compare ratios "
-           "within this file, not absolute times across runs.", "",
+           f"{geometry}, width {cfg['width']}, ImageNet stem, `{cfg['method']}` binary "
+           f"convs, training batch {b}, inference batch 1 and {e}, Adam; median of "
+           f"{cfg['repeats']} timed calls per round, median over {cfg['rounds']} "
+           "alternated round(s). Shared machine: compare ratios within this file, not "
+           "absolute times across runs.", "",
            "| backend | train step ms (img/s) | eval b1 ms | eval b{0} ms | packed b1 ms | "
-           "packed b{0} ms |".format(b), "|---|---|---|---|---|---|"]
+           "packed b{0} ms |".format(e), "|---|---|---|---|---|---|"]
   for backend in cfg["backends"].split(","):
     t = s[f"{backend}/train_ms"]
     lines.append(f"| `{backend}` | {t:.1f} ({b / t * 1e3:.0f}) | "
-                 f"{s[f'{backend}/eval_b1_ms']:.2f} | {s[f'{backend}/eval_b{b}_ms']:.2f} | "
-                 f"{s[f'{backend}/packed_b1_ms']:.3f} | {s[f'{backend}/packed_b{b}_ms']:.2f} |")
+                 f"{s[f'{backend}/eval_b1_ms']:.2f} | {s[f'{backend}/eval_b{e}_ms']:.2f} | "
+                 f"{s[f'{backend}/packed_b1_ms']:.3f} | {s[f'{backend}/packed_b{e}_ms']:.2f} |")
   lines.append(f"| float twin (`fp`) | {s['fp_train_ms']:.1f} "
                f"({b / s['fp_train_ms'] * 1e3:.0f}) | | | | |")
   models = {be: ("packed" if d.get("eval_model_packed") else "eval-mode")
@@ -329,6 +374,18 @@ def format_markdown(r: dict) -> str:
   eq = [f"{k}={v}" for rnd in r["rounds"] for be, d in rnd["bnnjax"].items()
         if isinstance(d, dict) for k, v in d.items() if k.startswith("packed_equals")]
   lines += ["", "Packed logits equal eval mode's bit for bit: " + ", ".join(sorted(set(eq))) + "."]
+  agree = []
+  for n in (1, e):
+    diffs = [d[f"packed_max_logit_diff_b{n}"] for rnd in r["rounds"]
+             for d in rnd["bnnjax"].values() if f"packed_max_logit_diff_b{n}" in d]
+    votes = [d.get(f"packed_argmax_agree_b{n}") for rnd in r["rounds"]
+             for d in rnd["bnnjax"].values() if f"packed_max_logit_diff_b{n}" in d]
+    votes = [v for v in votes if v is not None]
+    if diffs:
+      agree.append(f"batch {n}: largest |logit difference| {max(diffs):.3g}"
+                   + (f", argmax agreement {min(votes):.0%} at worst" if votes else ""))
+  if agree:
+    lines += ["", "Packed against eval mode, " + "; ".join(agree) + "."]
   return "\n".join(lines) + "\n"
 
 

@@ -139,8 +139,12 @@ class Setup:
   schedules: dict
 
 
-def set_up(config) -> Setup:
+def set_up(config, info: data_lib.DatasetInfo | None = None) -> Setup:
   """Checks ``config`` and builds the model, loss terms and optimizer it names.
+
+  ``info`` describes the data in place of ``config.dataset``'s (which is then neither
+  read nor prepared): benchmarks on synthetic batches of any geometry, e.g. ImageNet's
+  224×224×3 and 1000 classes on a machine without ImageNet.
 
   Raises:
     ValueError: for a configuration error; the message names the field
@@ -148,8 +152,9 @@ def set_up(config) -> Setup:
   """
   # Every field, the optimizer's included (optim.validate runs in make_optimizer).
   validation.validate(config)
-  info = data_lib.dataset_info(config.dataset, data_dir=setting(config, "data_dir"),
-                               image_size=setting(config, "image_size"))
+  if info is None:
+    info = data_lib.dataset_info(config.dataset, data_dir=setting(config, "data_dir"),
+                                 image_size=setting(config, "image_size"))
   model = build_model(config, info)
   steps_per_epoch, total_steps = _steps(config, info)
   terms = loss_lib.build_loss_terms(model, config, loss_lib.LossContext(

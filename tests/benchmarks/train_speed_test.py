@@ -10,21 +10,27 @@ from benchmarks import train_speed as ts
 
 def test_tiny_run_writes_every_row(tmp_path):
   # One backend keeps it short; the backends' equality is tests/nn/compute_test.py's.
-  ts.main(["--batch=4", "--repeats=1", "--warmup=1", "--width=4", "--backends=packed",
+  # A geometry other than the peers' (as on a GPU: ImageNet's 224×224×3, 1000 classes),
+  # no dataset read, and an inference batch other than the training batch.
+  ts.main(["--batch=4", "--eval_batch=3", "--image_size=20", "--channels=3",
+           "--classes=7", "--repeats=1", "--warmup=1", "--width=4", "--backends=packed",
            f"--out={tmp_path}"])
   data = json.loads((tmp_path / "train_speed_cpu.json").read_text())
   s = data["summary"]
   for backend in ("packed",):
-    for key in ("train", "eval_b1", "eval_b4", "packed_b1", "packed_b4"):
+    for key in ("train", "eval_b1", "eval_b3", "packed_b1", "packed_b3"):
       assert s[f"{backend}/{key}_ms"] > 0, (backend, key)
     # The packed export computes what the eval-mode model computes.
-    assert data["rounds"][0]["bnnjax"][backend]["packed_max_logit_diff_b4"] < 1e-5
+    assert data["rounds"][0]["bnnjax"][backend]["packed_max_logit_diff_b3"] < 1e-5
+    assert data["rounds"][0]["bnnjax"][backend]["packed_argmax_agree_b3"] == 1.0
     # config.binary_compute=packed evaluates the packed model in the trainer's eval step.
     assert data["rounds"][0]["bnnjax"][backend]["eval_model_packed"] is True
   md = (tmp_path / "train_speed_cpu.md").read_text()
   assert "| `packed` |" in md and "float twin" in md
   assert "The eval step's model: `packed` packed" in md
-  assert f"Machine: {cli.cpu_description()}." in md  # the CPU, with its SIMD flags
+  assert f"Machine: {cli.cpu_description()};" in md  # the CPU, with its SIMD flags
+  assert "20×20×3, 7 classes" in md and "| packed b3 ms |" in md
+  assert "argmax agreement 100% at worst" in md
 
 
 def test_config_errors():
@@ -32,3 +38,7 @@ def test_config_errors():
     ts.Config(backends="float,fast")
   with pytest.raises(ValueError, match="batch"):
     ts.Config(batch=0)
+  with pytest.raises(ValueError, match="--peers times the peers' network"):
+    ts.Config(peers=True, image_size=224, channels=3, classes=1000)
+  with pytest.raises(ValueError, match="--eval_batch=-1"):
+    ts.Config(eval_batch=-1)
