@@ -17,6 +17,7 @@ from bnnjax.kernels import pallas_gpu
 from bnnjax.kernels import pallas_tpu
 from bnnjax.kernels import reference
 from bnnjax.kernels import xla
+from bnnjax.kernels.packing import unpack_bits
 
 # (M, K, N): every K of the issue, M = 1 included, N around the Pallas tiles.
 SHAPES = [(1, 1, 1), (1, 31, 7), (5, 32, 3), (3, 33, 130), (1, 1000, 9), (9, 4097, 5)]
@@ -76,14 +77,94 @@ class TestXlaSmallBlocks(_XnorMatmulTests):
 
 
 class TestPallasGpuPopcountInterpret(_XnorMatmulTests):
+  """Default tiling: one column tile, split-K chunks of up to 32 words, 1-17 rows
+  (17: two row tiles)."""
+
   matmul = staticmethod(functools.partial(pallas_gpu.xnor_matmul, method="popcount",
                                           interpret=True))
+  shapes = SHAPES + [(16, 100, 3), (17, 65, 2)]
+
+
+class TestPallasGpuPopcountSplitKInterpret(_XnorMatmulTests):
+  """Small tiles forced so that there are several column tiles (masked at N), several
+  chunks of several steps (the last one masked past W) and several row tiles."""
+
+  matmul = staticmethod(functools.partial(pallas_gpu.xnor_matmul, method="popcount",
+                                          interpret=True, block=(2, 8), splits=3))
+  shapes = [(1, 1000, 9), (3, 33, 13), (17, 300, 20)]
 
 
 class TestPallasGpuMmaInterpret(_XnorMatmulTests):
   matmul = staticmethod(functools.partial(pallas_gpu.xnor_matmul, method="mma",
                                           interpret=True))
   shapes = [(1, 31, 7), (3, 33, 130), (9, 4097, 5)]
+
+
+class TestPallasGpuMmaA8Interpret(TestPallasGpuMmaInterpret):
+  matmul = staticmethod(functools.partial(pallas_gpu.xnor_matmul, method="mma_a8",
+                                          interpret=True))
+
+
+class TestPallasGpuMmaSmallTilesInterpret(_XnorMatmulTests):
+  """(16, 16, 2) tiles: a 3×3 grid with padded rows and columns, 4 K steps, the last
+  one with padded words."""
+
+  matmul = staticmethod(functools.partial(pallas_gpu.xnor_matmul, method="mma",
+                                          interpret=True, block=(16, 16, 2)))
+  shapes = [(33, 200, 40)]
+
+
+class TestPallasGpuMmaA8SmallTilesInterpret(TestPallasGpuMmaSmallTilesInterpret):
+  matmul = staticmethod(functools.partial(pallas_gpu.xnor_matmul, method="mma_a8",
+                                          interpret=True, block=(16, 16, 2)))
+
+
+class TestPallasGpuAutoInterpret(_XnorMatmulTests):
+  """method="auto" on both sides of POPCOUNT_MAX_ROWS."""
+
+  matmul = staticmethod(functools.partial(pallas_gpu.xnor_matmul, interpret=True))
+  shapes = [(16, 70, 3), (17, 70, 3)]
+
+
+def test_pallas_gpu_plans_split_k_and_tiles():
+  """The tilings the interpret tests run, and the issue's shapes, are what they claim."""
+  # The forced small tiles: 3 chunks of 6 steps over 32 words, 2 column tiles.
+  p = pallas_gpu.popcount_plan(1, 32, 9, block=(2, 8), splits=3)
+  assert (p["splits"], p["steps"], p["n_tiles"]) == (3, 6, 2)
+  assert p["splits"] * p["steps"] * p["bw"] > 32  # the last chunk is masked
+  p = pallas_gpu.popcount_plan(17, 10, 20, block=(2, 8), splits=3)
+  assert (p["m_tiles"], p["bm"], p["splits"], p["steps"]) == (2, 9, 3, 2)
+  # Default: (9, 4097, 5) is split into many chunks even with one column tile.
+  assert pallas_gpu.popcount_plan(9, 129, 5)["splits"] > 1
+  # GEMV 1×16384×16384: 32-word (32 KiB) blocks, >= TARGET_PROGRAMS / 2 programs.
+  p = pallas_gpu.popcount_plan(1, 512, 16384)
+  assert (p["bw"], p["bn"]) == (32, 256)
+  assert p["n_tiles"] * p["splits"] >= pallas_gpu.TARGET_PROGRAMS // 2
+  # More rows: fewer words per step, so the per-row accumulators stay bounded.
+  p = pallas_gpu.popcount_plan(16, 512, 16384)
+  assert p["bm"] * p["bw"] <= pallas_gpu.POPCOUNT_ACC_WORDS and p["splits"] > 1
+  # MMA: one dot of K = 32·bk = 128 per step at the big shapes.
+  p = pallas_gpu.mma_plan(4096, 256, 8192)
+  assert (p["bm"], p["bn"], 32 * p["bk"]) == (128, 128, 128)
+  assert pallas_gpu.mma_plan(33, 7, 40, block=(16, 16, 2))["wp"] == 8
+
+
+def test_pallas_gpu_auto_picks_by_rows_and_columns():
+  assert pallas_gpu.choose_method(1, 16384) == "popcount"
+  assert pallas_gpu.choose_method(pallas_gpu.POPCOUNT_MAX_ROWS, 16384) == "popcount"
+  assert pallas_gpu.choose_method(pallas_gpu.POPCOUNT_MAX_ROWS + 1, 64) == "mma"
+  assert pallas_gpu.choose_method(4096, 8192) == "mma_a8"
+
+
+def test_pallas_gpu_unpack_order_matches_unpack_bits():
+  """unpack_cols / unpack_rows give the bits in unpack_bits' order (0/1 int8)."""
+  a, b, _ = _problem(3, 64, 5)
+  a32 = jax.lax.bitcast_convert_type(a, np.int32)
+  b32 = jax.lax.bitcast_convert_type(b, np.int32)
+  np.testing.assert_array_equal(pallas_gpu.unpack_cols(a32),
+                                unpack_bits(a, 64, axis=1, dtype=np.bool_))
+  np.testing.assert_array_equal(pallas_gpu.unpack_rows(b32),
+                                unpack_bits(b, 64, axis=0, dtype=np.bool_))
 
 
 class TestPallasTpuInterpret(_XnorMatmulTests):
