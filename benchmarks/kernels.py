@@ -18,12 +18,21 @@ Times are the minimum over ``--repeats`` runs after a warm-up call (compilation
 excluded), each ``jax.block_until_ready``'d.
 
 ``--device=cpu`` (default) times ``implementation="xla"``. ``--device=gpu`` times the
-Pallas GPU kernels (``pallas_gpu`` with both its popcount and int8-MMA paths) and
-XLA's dots on the GPU; it needs a GPU and refuses to run without one.
+Pallas GPU kernels (``pallas_gpu`` with its popcount, int8-MMA and int8-MMA with
+XLA-unpacked activations paths) and XLA's dots on the GPU; it needs a GPU and refuses
+to run without one. On the GPU it also runs the kernel table of issue 16
+(:func:`bench_gpu_table`): for each ``M×K×N`` of ``--table``, the bf16 dot, the int8
+dot and every packed path on the same ±1 matrices, each jit running ``--weights``
+products on as many distinct weight matrices (launch overhead amortised, weights not
+L2-resident), with a device-copy bandwidth, the packed weight bandwidth in TB/s and as
+% of the copy rate, and the ratio to the int8 dot. ``--quick=1`` runs only that table
+(3 repeats, at least 4 weight matrices per jit), sized to take under 2 minutes on an
+H200 (an estimate: compile ≈ 30 jits, time ≈ 500 products).
 
 Usage::
 
   python -m benchmarks.kernels --out=benchmarks/results
+  python -m benchmarks.kernels --device=gpu --quick=1   # the GPU kernel table only
 
 writes ``kernels_<device>.md`` and ``kernels_<device>.json`` to ``--out``.
 """
@@ -53,6 +62,19 @@ RESNET18_CONVS = ((56, 64, 64, 1), (56, 64, 128, 2), (28, 128, 128, 1),
                   (28, 128, 256, 2), (14, 256, 256, 1), (14, 256, 512, 2),
                   (7, 512, 512, 1))
 TARGETS = {"gemv_1": 10.0, "matmul_1024": 4.0, "resnet18_conv": 3.0}
+# Issue 16's GPU kernel table (M×K×N) and the pallas_gpu paths timed on it.
+GPU_TABLE = ("1x16384x16384,4x16384x16384,16x16384x16384,256x8192x8192,"
+             "4096x8192x8192,8192x8192x8192")
+GPU_METHODS = ("popcount", "mma", "mma_a8")
+# Each jit of the table cycles through at least this many bytes of packed weights
+# (more weight matrices for small ones, at most GPU_MAX_WEIGHTS), so that no product
+# finds its weights in L2 (50 MB on an H100/H200) from the previous run.
+GPU_EVICT_BYTES = 128 * 2**20
+GPU_MAX_WEIGHTS = 16
+# Its targets: the GEMV at >= 70% of the copy rate on the packed weight bytes, and the
+# large batch at >= 0.8x the int8 dot (issue 16).
+GPU_TARGETS = {(1, 16384, 16384): ("copy_fraction", 0.7),
+               (4096, 8192, 8192): ("vs_int8", 0.8)}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -66,6 +88,14 @@ class Config:
     scale: divide every matmul dimension and conv channel count by this (smoke tests).
     max_convs: time only the first this many ResNet-18 layers (0: all).
     seed: PRNG seed of the random ±1 data.
+    quick: 1: only the GPU kernel table, with 4 weight matrices and 3 repeats.
+    table: the GPU kernel table's shapes, ``MxKxN`` comma-separated.
+    weights: distinct weight matrices (products) per jit in the GPU kernel table, at
+      least (more where the packed weights are small, see ``GPU_EVICT_BYTES``).
+    copy_mib: size of the array copied to measure the device's copy bandwidth.
+    interpret: 1: run the Pallas kernels in interpret mode, so that the GPU kernel
+      table runs on a CPU (a smoke test of this script; needs ``--device=gpu
+      --quick=1``; the times mean nothing).
   """
 
   device: str = "cpu"
@@ -74,6 +104,11 @@ class Config:
   scale: int = 1
   max_convs: int = 0
   seed: int = 0
+  quick: int = 0
+  table: str = GPU_TABLE
+  weights: int = 8
+  copy_mib: int = 1024
+  interpret: int = 0
 
   def __post_init__(self):
     if self.device not in ("cpu", "gpu"):
@@ -87,10 +122,32 @@ class Config:
                        "comma-separated positive ints, e.g. '1,32'.") from e
     if not batches or min(batches) < 1:
       raise ValueError(f"Config.batches={self.batches!r}; must be positive ints.")
+    self.table_shapes  # validates
+    if self.weights < 1 or self.copy_mib < 1:
+      raise ValueError("Config.weights and Config.copy_mib must be >= 1.")
+    if self.interpret and not (self.device == "gpu" and self.quick):
+      raise ValueError("Config.interpret=1 runs the GPU kernel table on any backend; "
+                       "it needs device='gpu' and quick=1.")
 
   @property
   def batch_list(self) -> list[int]:
     return [int(b) for b in self.batches.split(",")]
+
+  @property
+  def table_shapes(self) -> list[tuple[int, int, int]]:
+    """``--table`` with ``K``, ``N`` (and ``M`` above 16) divided by ``--scale``."""
+    shapes = []
+    for item in self.table.split(","):
+      try:
+        m, k, n = (int(d) for d in item.lower().split("x"))
+      except ValueError as e:
+        raise ValueError(f"Config.table={self.table!r}; allowed values are "
+                         "comma-separated MxKxN, e.g. '1x16384x16384'.") from e
+      if min(m, k, n) < 1:
+        raise ValueError(f"Config.table={self.table!r}; dimensions must be >= 1.")
+      s = self.scale
+      shapes.append((m if m <= 16 else max(1, m // s), max(1, k // s), max(1, n // s)))
+    return shapes
 
 
 def time_fn(fn: Callable, *args, repeats: int) -> float:
@@ -115,6 +172,7 @@ def _packed_impls(cfg: Config) -> dict[str, dict]:
   return {"pallas_gpu": dict(implementation="pallas_gpu"),
           "pallas_gpu_popcount": dict(method="popcount"),
           "pallas_gpu_mma": dict(method="mma"),
+          "pallas_gpu_mma_a8": dict(method="mma_a8"),
           "xla": dict(implementation="xla")}
 
 
@@ -185,6 +243,96 @@ def bench_convs(cfg: Config) -> list[dict]:
   return rows
 
 
+def copy_bandwidth(cfg: Config) -> float:
+  """The device's copy rate in bytes/s: ``2·S / t`` for an elementwise pass (read and
+  write) over an ``S = --copy_mib`` MiB uint32 array."""
+  x = jnp.zeros((cfg.copy_mib * 2**18,), jnp.uint32)
+  t = time_fn(jax.jit(jnp.bitwise_not), x, repeats=cfg.repeats)
+  return 2 * x.nbytes / t
+
+
+def _timed_products(fn: Callable, a, weights, repeats: int):
+  """``(outputs of the first product, seconds per product)``: one jit running
+  ``fn(a, w)`` for every ``w`` of ``weights`` (distinct arrays: no slicing or copies),
+  timed as a whole and divided by their number."""
+  many = jax.jit(lambda a, ws: tuple(fn(a, w) for w in ws))
+  out = many(a, weights)
+  first = out[0]
+  del out
+  return first, time_fn(many, a, weights, repeats=repeats) / len(weights)
+
+
+def bench_gpu_table(cfg: Config) -> dict:
+  """Issue 16's kernel table: per ``M×K×N``, the bf16 dot (f32 accumulation), the int8
+  dot (int32) and each :data:`GPU_METHODS` path of ``pallas_gpu`` on the same ±1
+  matrices, all checked equal to the int8 dot; ``auto`` is the path
+  :func:`pallas_gpu.choose_method` picks."""
+  quick = bool(cfg.quick)
+  repeats = 3 if quick else cfg.repeats
+  min_r = min(cfg.weights, 4) if quick else cfg.weights
+  copy_bps = copy_bandwidth(cfg)
+  rows = []
+  key = jax.random.key(cfg.seed + 2)
+  for m, k, n in cfg.table_shapes:
+    packed_bytes = 4 * (-(-k // 32)) * n
+    r = max(min_r, min(GPU_MAX_WEIGHTS, -(-GPU_EVICT_BYTES // packed_bytes)))
+    if cfg.interpret:
+      r = min_r
+    ka, key = jax.random.split(key)
+    kws = jax.random.split(key, r + 1)
+    key = kws[0]
+    a = jax.random.bernoulli(ka, 0.5, (m, k))
+    ws = [jax.random.bernoulli(kw, 0.5, (k, n)) for kw in kws[1:]]
+    pm1 = lambda bits, dt: jnp.where(bits, 1, -1).astype(dt)
+    words = -(-k // 32)
+    weight_bytes = {"bf16": 2 * k * n, "int8": k * n}
+    times, exact = {}, {}
+    ref, times["int8"] = _timed_products(
+        functools.partial(jnp.dot, preferred_element_type=jnp.int32),
+        pm1(a, jnp.int8), [pm1(w, jnp.int8) for w in ws], repeats)
+    out, times["bf16"] = _timed_products(
+        functools.partial(jnp.dot, preferred_element_type=jnp.float32),
+        pm1(a, jnp.bfloat16), [pm1(w, jnp.bfloat16) for w in ws], repeats)
+    exact["bf16"] = bool(jnp.array_equal(out.astype(jnp.int32), ref))
+    ap = kernels.pack_bits(a, axis=1)
+    wps = [kernels.pack_bits(w, axis=0) for w in ws]
+    del ws
+    for method in GPU_METHODS:
+      if quick and method == "popcount" and m > 4 * pallas_gpu.POPCOUNT_MAX_ROWS:
+        continue  # far outside its regime, and slow
+      fn = functools.partial(pallas_gpu.xnor_matmul, k=k, method=method,
+                             interpret=bool(cfg.interpret))
+      out, times[method] = _timed_products(fn, ap, wps, repeats)
+      weight_bytes[method] = 4 * words * n
+      exact[method] = bool(jnp.array_equal(out, ref))
+      if not exact[method]:
+        raise AssertionError(f"pallas_gpu method={method!r} is not exact on "
+                             f"{m}×{k}×{n}.")
+    auto = pallas_gpu.choose_method(m, n)
+    products = {}
+    for name, t in times.items():
+      bps = weight_bytes[name] / t
+      products[name] = {"time_s": t, "weight_bytes": weight_bytes[name],
+                        "weight_tbps": bps / 1e12, "copy_fraction": bps / copy_bps,
+                        "vs_int8": times["int8"] / t}
+    rows.append({"shape": [m, k, n], "auto": auto, "products": products,
+                 "exact": exact, "weights_per_jit": r})
+  return {"copy_tbps": copy_bps / 1e12, "repeats": repeats, "rows": rows}
+
+
+def _gpu_table_checks(table: dict) -> dict:
+  """Issue 16's targets met or not (``auto`` path) on the rows the table has."""
+  checks = {}
+  for row in table["rows"]:
+    target = GPU_TARGETS.get(tuple(row["shape"]))
+    if target and row["auto"] in row["products"]:
+      measure, bound = target
+      value = row["products"][row["auto"]][measure]
+      checks["×".join(map(str, row["shape"]))] = {
+          "measure": measure, "value": value, "target": bound, "met": value >= bound}
+  return checks
+
+
 def _ratios(rows: list[dict], packed: str) -> None:
   for r in rows:
     t = r["times_s"]
@@ -205,6 +353,50 @@ def summarise(matmuls, convs, packed: str) -> dict:
   return summary
 
 
+def format_gpu_table(results: dict) -> list[str]:
+  """The markdown lines of the GPU kernel table (none without one)."""
+  table = results.get("gpu_table")
+  if not table:
+    return []
+  lines = [
+      f"## GPU kernel table (issue 16), {results.get('device_kind', '?')}",
+      "",
+      f"Device copy rate {table['copy_tbps']:.2f} TB/s (read + write of "
+      f"{results['config']['copy_mib']} MiB). Each time is one product: the minimum "
+      f"over {table['repeats']} runs of one jit doing R products on R distinct weight "
+      "matrices, divided by R. "
+      "Weight TB/s = the product's own weight bytes (bf16: 2KN, int8: KN, packed: "
+      "4·ceil(K/32)·N) / time; % copy = that / the copy rate; vs int8 = int8 dot "
+      "time / time (> 1: faster). `auto` marks the path method=\"auto\" takes. Every "
+      "product was checked equal to the int8 dot.",
+      "",
+      "| M×K×N | R | product | µs | weight TB/s | % copy | vs int8 |",
+      "|---|---|---|---|---|---|---|",
+  ]
+  for row in table["rows"]:
+    shape = "×".join(map(str, row["shape"]))
+    for name, p in row["products"].items():
+      label = name if name in ("bf16", "int8") else f"packed {name}"
+      if name == row["auto"]:
+        label += " (auto)"
+      lines.append(f"| {shape} | {row['weights_per_jit']} | {label} | "
+                   f"{1e6 * p['time_s']:.1f} | "
+                   f"{p['weight_tbps']:.2f} | {100 * p['copy_fraction']:.0f}% | "
+                   f"{p['vs_int8']:.2f}× |")
+  checks = table.get("checks") or {}
+  if checks:
+    lines += ["", "| target (auto path) | measured | wanted | met |", "|---|---|---|---|"]
+    for shape, c in checks.items():
+      what = ("% copy" if c["measure"] == "copy_fraction" else "vs int8")
+      value = (f"{100 * c['value']:.0f}%" if c["measure"] == "copy_fraction"
+               else f"{c['value']:.2f}×")
+      wanted = (f"≥ {100 * c['target']:.0f}%" if c["measure"] == "copy_fraction"
+                else f"≥ {c['target']:g}×")
+      lines.append(f"| {shape} {what} | {value} | {wanted} | "
+                   f"{'yes' if c['met'] else 'no'} |")
+  return lines + [""]
+
+
 def format_markdown(results: dict) -> str:
   packed = results["packed_impl"]
   lines = [
@@ -213,49 +405,61 @@ def format_markdown(results: dict) -> str:
       f"Generated by `benchmarks/kernels.py` on {results['date']}; command: "
       f"`{results['command']}`. jax {results['jax_version']}.",
       "",
-      f"Ratio = time of the float product / time of `{packed}` (> 1: packed is faster);"
-      " minimum over "
-      f"{results['config']['repeats']} runs. Every packed result was checked equal to "
-      "the float product.",
-      "",
-      "## Matmuls (packed operands)",
-      "",
-      "| shape M×K×N | f32 ms | packed ms | vs f32 | vs bf16 | vs int8 |",
-      "|---|---|---|---|---|---|",
   ]
-  for r in results["matmuls"]:
-    t, s = r["times_s"], r["speedup_vs"]
-    lines.append(f"| {'×'.join(map(str, r['shape']))} | {1e3 * t['f32']:.3f} | "
-                 f"{1e3 * t[packed]:.3f} | {s['f32']:.1f}× | {s['bf16']:.1f}× | "
-                 f"{s['int8']:.1f}× |")
-  lines += ["", "## ResNet-18 binary 3×3 convs, ImageNet geometry (pad 0, with correction;"
-            " packed time includes sign, packing and im2col of the activations)", "",
-            "| batch | H=W | c_in→c_out | stride | f32 ms | packed ms | vs f32 |",
-            "|---|---|---|---|---|---|---|"]
-  for r in results["convs"]:
-    t, s = r["times_s"], r["speedup_vs"]
-    hw, ci, co, st = r["shape"]
-    lines.append(f"| {r['batch']} | {hw} | {ci}→{co} | {st} | {1e3 * t['f32']:.3f} | "
-                 f"{1e3 * t[packed]:.3f} | {s['f32']:.1f}× |")
-  lines += ["", "## Summary (speed-up vs f32)", "", "| measure | ratio | target |",
-            "|---|---|---|"]
-  for name, v in results["summary"].items():
-    target = next((f"≥ {t:g}×" for k, t in TARGETS.items()
-                   if name == k or name.startswith(k + "_b")), "")
-    lines.append(f"| {name} | {v:.1f}× | {target} |")
-  lines += ["", f"Wall time {results['wall_time_s']:.0f} s. {results['note']}", ""]
+  lines += format_gpu_table(results)
+  if results["matmuls"] or results["convs"]:
+    lines += [
+        f"Ratio = time of the float product / time of `{packed}` (> 1: packed is "
+        "faster); minimum over "
+        f"{results['config']['repeats']} runs. Every packed result was checked equal "
+        "to the float product.",
+        "",
+        "## Matmuls (packed operands)",
+        "",
+        "| shape M×K×N | f32 ms | packed ms | vs f32 | vs bf16 | vs int8 |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in results["matmuls"]:
+      t, s = r["times_s"], r["speedup_vs"]
+      lines.append(f"| {'×'.join(map(str, r['shape']))} | {1e3 * t['f32']:.3f} | "
+                   f"{1e3 * t[packed]:.3f} | {s['f32']:.1f}× | {s['bf16']:.1f}× | "
+                   f"{s['int8']:.1f}× |")
+    lines += ["", "## ResNet-18 binary 3×3 convs, ImageNet geometry (pad 0, with "
+              "correction; packed time includes sign, packing and im2col of the "
+              "activations)", "",
+              "| batch | H=W | c_in→c_out | stride | f32 ms | packed ms | vs f32 |",
+              "|---|---|---|---|---|---|---|"]
+    for r in results["convs"]:
+      t, s = r["times_s"], r["speedup_vs"]
+      hw, ci, co, st = r["shape"]
+      lines.append(f"| {r['batch']} | {hw} | {ci}→{co} | {st} | {1e3 * t['f32']:.3f} | "
+                   f"{1e3 * t[packed]:.3f} | {s['f32']:.1f}× |")
+    lines += ["", "## Summary (speed-up vs f32)", "", "| measure | ratio | target |",
+              "|---|---|---|"]
+    for name, v in results["summary"].items():
+      target = next((f"≥ {t:g}×" for k, t in TARGETS.items()
+                     if name == k or name.startswith(k + "_b")), "")
+      lines.append(f"| {name} | {v:.1f}× | {target} |")
+    lines.append("")
+  lines += [f"Wall time {results['wall_time_s']:.0f} s. {results['note']}", ""]
   return "\n".join(lines)
 
 
 def run_benchmark(cfg: Config, command: str = "") -> dict:
-  if cfg.device == "gpu" and jax.default_backend() != "gpu":
+  if cfg.device == "gpu" and jax.default_backend() != "gpu" and not cfg.interpret:
     raise RuntimeError(f"--device=gpu needs a GPU; this process runs on "
                        f"{jax.default_backend()!r}.")
   t0 = time.perf_counter()
-  matmuls = bench_matmuls(cfg)
-  convs = bench_convs(cfg)
+  gpu_table = bench_gpu_table(cfg) if cfg.device == "gpu" else None
+  if cfg.quick and cfg.device == "gpu":
+    matmuls, convs = [], []
+  else:
+    matmuls = bench_matmuls(cfg)
+    convs = bench_convs(cfg)
   packed = "xla" if cfg.device == "cpu" else "pallas_gpu"
   summary = summarise(matmuls, convs, packed)
+  if gpu_table is not None:
+    gpu_table["checks"] = _gpu_table_checks(gpu_table)
   dev = jax.devices()[0]
   return {
       "benchmark": RESULTS_NAME,
@@ -265,13 +469,19 @@ def run_benchmark(cfg: Config, command: str = "") -> dict:
       "device": f"{dev.platform} ({dev.device_kind}, {os.cpu_count()} CPUs, "
                 f"{cli.cpu_description()})",
       "jax_version": jax.__version__,
+      "device_kind": dev.device_kind,
       "packed_impl": packed,
+      "gpu_table": gpu_table,
       "matmuls": matmuls,
       "convs": convs,
       "summary": summary,
       "wall_time_s": time.perf_counter() - t0,
       "note": ("Shared machine: other jobs ran concurrently, so times are noisy "
-               "(minimum over repeats reduces, but does not remove, the noise)."),
+               "(minimum over repeats reduces, but does not remove, the noise)."
+               if cfg.device == "cpu" else
+               "Times are the minimum over repeats of one jit running the products "
+               "on distinct weight matrices, divided by their number."
+               + (" Interpret mode: the times mean nothing." if cfg.interpret else "")),
   }
 
 
