@@ -126,6 +126,19 @@ class TestPallasGpuAutoInterpret(_XnorMatmulTests):
   shapes = [(16, 70, 3), (17, 70, 3)]
 
 
+@pytest.mark.skipif(jax.default_backend() != "gpu", reason="needs a GPU")
+@pytest.mark.parametrize("method,block,splits", [
+    ("popcount", None, None), ("popcount", (2, 8), 3), ("mma", None, None),
+    ("mma_a8", None, None), ("mma", (16, 16, 2), None), ("mma_a8", (16, 16, 2), None)])
+def test_pallas_gpu_native_exact(method, block, splits):
+  """The compiled kernels on a real GPU, on the interpret tests' edge shapes."""
+  for m, k, n in [(1, 31, 7), (3, 33, 130), (17, 300, 20), (33, 200, 40),
+                  (9, 4097, 5), (70, 1000, 300)]:
+    a, b, expected = _problem(m, k, n, seed=k)
+    out = pallas_gpu.xnor_matmul(a, b, k, method=method, block=block, splits=splits)
+    np.testing.assert_array_equal(np.asarray(out), expected, err_msg=str((m, k, n)))
+
+
 def test_pallas_gpu_plans_split_k_and_tiles():
   """The tilings the interpret tests run, and the issue's shapes, are what they claim."""
   # The forced small tiles: 3 chunks of 6 steps over 32 words, 2 column tiles.
