@@ -32,6 +32,7 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from jax import lax
 
 from bnnjax import kernels
 from bnnjax import methods
@@ -82,6 +83,27 @@ def finish(y, k_map, s, bias):
   if bias is not None:
     y = y + bias[...]
   return y
+
+
+def matmul_precision(spec: QuantSpec) -> lax.Precision:
+  """The precision of a layer's convolution or matmul, explicit so that results do not
+  depend on the platform's default.
+
+  * ``DEFAULT`` where both operands are ±1 signs (``QuantSpec.sign_operands``): ±1 is exact in every format a GPU or TPU may use
+    for float32 at default precision (TF32, bfloat16), the products are ±1 and they
+    accumulate in float32, so the product is the exact integer at any precision, and
+    the fast one is taken;
+  * ``HIGHEST`` for every other layer (full precision, a float input against a ±1
+    kernel as in BWN, multi-bit quantizers): float32 products, not TF32's 10-bit
+    mantissa, which XLA uses by default for float32 convs and dots on Ampere and
+    Hopper GPUs. The eval-mode and the packed model compute these layers in different
+    programs; at TF32 their roundings differ by about 1e-3 relative, enough to flip
+    the signs the next binary layer takes of values near zero, and the two models'
+    predictions then differ (issue 16: on an H200 only 0-52% of the argmaxes agreed).
+    XLA:CPU computes float32 at full precision at any setting, so CPU results do not
+    change.
+  """
+  return lax.Precision.DEFAULT if spec.sign_operands else lax.Precision.HIGHEST
 
 
 def packed_implementation():
@@ -255,7 +277,7 @@ class QuantConv(_QuantLayer):
                                   pad_value=pad_value, implementation=packed_implementation())
     else:
       y = float_conv.conv2d(xq, wq, strides=self.strides, padding=pads,
-                            pad_value=pad_value)
+                            pad_value=pad_value, precision=matmul_precision(self.spec))
     k_map = (scales.activation_scale(x, self.kernel_size, self.strides, pads)
              if self.spec.activation_scale else None)
     return self._finish(y, k_map, self.folded_scale())
@@ -287,7 +309,7 @@ class QuantDense(_QuantLayer):
     if self._packed(None, None):
       y = kernels.binary_dense_ste(xq, wq, implementation=packed_implementation())
     else:
-      y = jnp.dot(xq, wq)
+      y = jnp.dot(xq, wq, precision=matmul_precision(self.spec))
     k_map = scales.dense_activation_scale(x) if self.spec.activation_scale else None
     s = self.folded_scale()
     if s is not None and s.ndim == 3:  # Γ cases 2-4 with h_out = w_out = 1

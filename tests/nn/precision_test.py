@@ -1,0 +1,94 @@
+"""The precision of every conv and matmul a layer computes is explicit
+(``bnnjax.nn.layers.matmul_precision``): ``DEFAULT`` for ±1 × ±1 products (exact at
+any precision), ``HIGHEST`` for everything with a float operand, in the eval-mode
+layers, on every float-conv lowering, and in the packed layers. XLA:CPU ignores the
+setting, so these tests read it from the traced programs; on a GPU it decides
+whether float32 runs as TF32 (issue 16)."""
+
+import jax
+import jax.numpy as jnp
+import pytest
+from flax import nnx
+from jax import lax
+
+from bnnjax import nn
+from bnnjax import packed
+from bnnjax.kernels import float_conv
+from bnnjax.nn import layers
+
+MATMULS = ("dot_general", "conv_general_dilated")
+
+
+def precisions(fn, *args) -> list:
+  """The ``precision`` of every dot_general / conv of ``fn``'s jaxpr, sub-jaxprs
+  included (``None`` where it was left to the default)."""
+  found = []
+
+  def walk(jaxpr):
+    for eqn in jaxpr.eqns:
+      if eqn.primitive.name in MATMULS:
+        p = eqn.params.get("precision")
+        found.append(None if p is None else tuple(lax.Precision(q) for q in p)
+                     if isinstance(p, tuple) else (lax.Precision(p),) * 2)
+      for value in eqn.params.values():
+        for sub in value if isinstance(value, (tuple, list)) else (value,):
+          if hasattr(sub, "eqns"):
+            walk(sub)
+          elif hasattr(sub, "jaxpr") and hasattr(sub.jaxpr, "eqns"):
+            walk(sub.jaxpr)
+
+  walk(jax.make_jaxpr(fn)(*args).jaxpr)
+  return found
+
+
+HIGHEST = (lax.Precision.HIGHEST,) * 2
+DEFAULT = (lax.Precision.DEFAULT,) * 2
+
+
+@pytest.mark.parametrize("method, expected", [
+    ("fp", HIGHEST), ("bwn", HIGHEST), ("bw_cf_2", HIGHEST), ("xnor", DEFAULT),
+    ("xnorpp_1", DEFAULT), ("bonn", DEFAULT)])
+@pytest.mark.parametrize("kind", ["conv", "dense"])
+def test_layer_precision(method, expected, kind):
+  spec = nn.method_spec(method, compute="float")
+  assert layers.matmul_precision(spec) == expected[0]
+  if kind == "conv":
+    layer = nn.QuantConv(4, 8, 3, spec=spec, input_size=(6, 6), rngs=nnx.Rngs(0))
+    x = jax.random.normal(jax.random.key(0), (2, 6, 6, 4))
+  else:
+    layer = nn.QuantDense(4, 8, spec=spec, rngs=nnx.Rngs(0))
+    x = jax.random.normal(jax.random.key(0), (2, 4))
+  found = precisions(lambda v: layer(v), x)
+  assert found and all(p == expected for p in found), found
+
+
+def test_multi_bit_quantizer_is_highest():
+  spec = nn.QuantSpec(input_quantizer="dorefa", kernel_quantizer="ste_sign")
+  assert layers.matmul_precision(spec) == lax.Precision.HIGHEST
+
+
+@pytest.mark.parametrize("lowering", float_conv.LOWERINGS)
+def test_every_lowering_takes_the_precision(lowering):
+  x = jax.random.normal(jax.random.key(1), (2, 6, 6, 4))
+  w = jax.random.normal(jax.random.key(2), (3, 3, 4, 5))
+  conv = lambda a, b: float_conv.conv2d(a, b, padding="SAME", pad_value=1.0,
+                                        lowering=lowering, precision="highest")
+  assert set(precisions(conv, x, w)) == {HIGHEST}
+  # and the gradients (xla_taps differentiates through the taps lowering)
+  grad = jax.grad(lambda a, b: jnp.sum(conv(a, b) ** 2), argnums=(0, 1))
+  assert set(precisions(grad, x, w)) == {HIGHEST}
+
+
+def test_packed_layers_match_the_eval_layers_precision():
+  """The packed model computes its float layers (BWN's float input, full precision)
+  at the precision the eval-mode layers use."""
+  for method in ("bwn", "fp"):
+    spec = nn.method_spec(method)
+    conv = nn.QuantConv(4, 8, 3, spec=spec, input_size=(6, 6), rngs=nnx.Rngs(0))
+    dense = nn.QuantDense(4, 8, spec=spec, rngs=nnx.Rngs(0))
+    if spec.binary_kernel:
+      conv, dense = packed.PackedConv(conv), packed.PackedDense(dense)
+    x4 = jax.random.normal(jax.random.key(0), (2, 6, 6, 4))
+    found = (precisions(lambda v: conv(v), x4)
+             + precisions(lambda v: dense(v), x4[:, 0, 0]))
+    assert found and set(found) == {HIGHEST}, (method, found)
