@@ -33,6 +33,9 @@ Usage::
 
   python -m benchmarks.kernels --out=benchmarks/results
   python -m benchmarks.kernels --device=gpu --quick=1   # the GPU kernel table only
+  python -m benchmarks.kernels --device=gpu --quick=1 --out=/tmp/tune \
+      --table=1x16384x16384,4096x8192x8192 \
+      --variants=popcount:64x256,popcount:32x512,mma_a8:256x64x4,mma_a8:256x128x4
 
 writes ``kernels_<device>.md`` and ``kernels_<device>.json`` to ``--out``.
 """
@@ -93,6 +96,10 @@ class Config:
     weights: distinct weight matrices (products) per jit in the GPU kernel table, at
       least (more where the packed weights are small, see ``GPU_EVICT_BYTES``).
     copy_mib: size of the array copied to measure the device's copy bandwidth.
+    variants: extra tilings timed in the GPU kernel table (tuning), comma-separated
+      ``method:BLOCK[:splits]`` with ``BLOCK`` ``bwxbn`` (popcount) or ``bmxbnxbk``
+      (mma, mma_a8), e.g. ``mma_a8:256x64x4,popcount:64x256``; reported as
+      ``method[BLOCK:splits]``.
     interpret: 1: run the Pallas kernels in interpret mode, so that the GPU kernel
       table runs on a CPU (a smoke test of this script; needs ``--device=gpu
       --quick=1``; the times mean nothing).
@@ -108,6 +115,7 @@ class Config:
   table: str = GPU_TABLE
   weights: int = 8
   copy_mib: int = 1024
+  variants: str = ""
   interpret: int = 0
 
   def __post_init__(self):
@@ -123,6 +131,7 @@ class Config:
     if not batches or min(batches) < 1:
       raise ValueError(f"Config.batches={self.batches!r}; must be positive ints.")
     self.table_shapes  # validates
+    self.variant_list  # validates
     if self.weights < 1 or self.copy_mib < 1:
       raise ValueError("Config.weights and Config.copy_mib must be >= 1.")
     if self.interpret and not (self.device == "gpu" and self.quick):
@@ -132,6 +141,27 @@ class Config:
   @property
   def batch_list(self) -> list[int]:
     return [int(b) for b in self.batches.split(",")]
+
+  @property
+  def variant_list(self) -> list[tuple[str, tuple[int, ...], int | None]]:
+    """``--variants`` as ``(method, block, splits)``."""
+    out = []
+    for item in filter(None, self.variants.split(",")):
+      parts = item.split(":")
+      try:
+        method, block = parts[0], tuple(int(d) for d in parts[1].lower().split("x"))
+        splits = int(parts[2]) if len(parts) > 2 else None
+        ok = (len(parts) <= 3 and method in GPU_METHODS
+              and len(block) == (2 if method == "popcount" else 3)
+              and (splits is None or method == "popcount"))
+      except (IndexError, ValueError):
+        ok = False
+      if not ok:
+        raise ValueError(f"Config.variants={self.variants!r}: {item!r}; allowed values "
+                         "are comma-separated method:BLOCK[:splits], e.g. "
+                         "'mma_a8:256x64x4,popcount:64x256:8' (splits: popcount only).")
+      out.append((method, block, splits))
+    return out
 
   @property
   def table_shapes(self) -> list[tuple[int, int, int]]:
@@ -297,17 +327,21 @@ def bench_gpu_table(cfg: Config) -> dict:
     ap = kernels.pack_bits(a, axis=1)
     wps = [kernels.pack_bits(w, axis=0) for w in ws]
     del ws
-    for method in GPU_METHODS:
+    paths = [(method, method, None, None) for method in GPU_METHODS]
+    for method, block, splits in cfg.variant_list:
+      name = (f"{method}[{'x'.join(map(str, block))}"
+              f"{'' if splits is None else f':{splits}'}]")
+      paths.append((name, method, block, splits))
+    for name, method, block, splits in paths:
       if quick and method == "popcount" and m > 4 * pallas_gpu.POPCOUNT_MAX_ROWS:
         continue  # far outside its regime, and slow
-      fn = functools.partial(pallas_gpu.xnor_matmul, k=k, method=method,
-                             interpret=bool(cfg.interpret))
-      out, times[method] = _timed_products(fn, ap, wps, repeats)
-      weight_bytes[method] = 4 * words * n
-      exact[method] = bool(jnp.array_equal(out, ref))
-      if not exact[method]:
-        raise AssertionError(f"pallas_gpu method={method!r} is not exact on "
-                             f"{m}×{k}×{n}.")
+      fn = functools.partial(pallas_gpu.xnor_matmul, k=k, method=method, block=block,
+                             splits=splits, interpret=bool(cfg.interpret))
+      out, times[name] = _timed_products(fn, ap, wps, repeats)
+      weight_bytes[name] = 4 * words * n
+      exact[name] = bool(jnp.array_equal(out, ref))
+      if not exact[name]:
+        raise AssertionError(f"pallas_gpu {name} is not exact on {m}×{k}×{n}.")
     auto = pallas_gpu.choose_method(m, n)
     products = {}
     for name, t in times.items():

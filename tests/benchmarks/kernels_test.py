@@ -28,7 +28,8 @@ def test_gpu_table_runs_in_interpret_mode(tmp_path):
   """The GPU kernel table's code path on this CPU (Pallas interpret mode): every path
   timed and exact on each row, auto marked, bandwidths and ratios filled in."""
   kb.main(["--device=gpu", "--quick=1", "--interpret=1", "--weights=2",
-           "--copy_mib=1", "--table=1x256x256,128x64x64", f"--out={tmp_path}"])
+           "--copy_mib=1", "--table=1x256x256,128x64x64",
+           "--variants=popcount:4x64:2,mma_a8:16x16x2", f"--out={tmp_path}"])
   data = json.loads((tmp_path / "kernels_gpu.json").read_text())
   assert data["device_kind"] and data["matmuls"] == [] and data["convs"] == []
   table = data["gpu_table"]
@@ -38,8 +39,10 @@ def test_gpu_table_runs_in_interpret_mode(tmp_path):
   assert [r["shape"] for r in rows] == [[1, 256, 256], [128, 64, 64]]
   assert [r["auto"] for r in rows] == ["popcount", "mma"]
   # --quick skips the popcount path far above its rows (128 > 4·16).
-  assert list(rows[0]["products"]) == ["int8", "bf16", "popcount", "mma", "mma_a8"]
-  assert list(rows[1]["products"]) == ["int8", "bf16", "mma", "mma_a8"]
+  assert list(rows[0]["products"]) == ["int8", "bf16", "popcount", "mma", "mma_a8",
+                                       "popcount[4x64:2]", "mma_a8[16x16x2]"]
+  assert list(rows[1]["products"]) == ["int8", "bf16", "mma", "mma_a8",
+                                       "mma_a8[16x16x2]"]
   for r in rows:
     assert all(r["exact"].values())
     for name, p in r["products"].items():
@@ -75,6 +78,11 @@ def test_config_errors():
     kb.run_benchmark(kb.Config(device="gpu"))
   with pytest.raises(ValueError, match="table"):
     kb.Config(table="1x2")
+  for bad in ("mma:16x16", "popcount:8x8x8", "mma_a8:64x64x4:2", "dot:8x8", "popcount"):
+    with pytest.raises(ValueError, match="variants"):
+      kb.Config(variants=bad)
+  assert kb.Config(variants="popcount:64x256:8,mma_a8:256x64x4").variant_list == [
+      ("popcount", (64, 256), 8), ("mma_a8", (256, 64, 4), None)]
   with pytest.raises(ValueError, match="interpret"):
     kb.Config(interpret=1)
   assert kb.Config(table="1x16384x16384,4096x8192x8192", scale=64).table_shapes == [
