@@ -16,11 +16,12 @@
 #   1. the card and jax's devices;
 #   2. the GPU tests: tests/kernels (the Pallas kernels exact), tests/packed (packed
 #      model = eval-mode model, item 1), tests/nn (layers, precision, compute paths);
-#   3. benchmarks.kernels --device=gpu: the XNOR matmul against bf16 and int8 dots
-#      (items 2 and 3) -> kernels_gpu.md;
+#   3. benchmarks.kernels --device=gpu --quick=1: the XNOR matmul against bf16 and int8
+#      dots on the issue's shapes (items 2 and 3) -> kernels_gpu.md;
 #   4. benchmarks.train_speed at ImageNet's geometry (224x224x3, 1000 classes, batch
-#      256 training, 1 and 64 inference): training img/s, eval-mode against packed
-#      inference and their argmax agreement (items 1, 4, 5) -> train_speed_gpu.md.
+#      256 training, 1 and 64 inference): training img/s with bfloat16 (auto) and
+#      float32 binary products and the float twin's, eval-mode against packed inference
+#      and their argmax agreement (items 1, 4, 5) -> train_speed_gpu.md.
 # The script goes on after a failed step and exits with the first failure's status.
 #
 # GPU_CHECK_CPU=1 rehearses it on a CPU in about a minute (tiny sizes, a few tests,
@@ -30,7 +31,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 WHEELS=${1:-.whl}
 PY=${PYTHON:-python3}
-LOGS=${OUT:-benchmarks/results}/gpu_check_logs
+LOGS=${OUT:-/tmp/gpu_check}/gpu_check_logs
 mkdir -p "$LOGS" benchmarks/results
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 status=0
@@ -63,19 +64,19 @@ if [ "${GPU_CHECK_CPU:-0}" = 1 ]; then
   mkdir -p "$RESULTS"
   step tests 300 "$PY" -m pytest -q -x -p no:cacheprovider tests/nn/precision_test.py \
     tests/kernels/lowering_test.py
-  step kernels 300 "$PY" -m benchmarks.kernels --device=cpu --out="$RESULTS" \
-    --batches=1 --sizes=256 --repeats=2
+  step kernels 300 "$PY" -m benchmarks.kernels --device=gpu --quick=1 --interpret=1 \
+    --table=1x256x128,40x512x256 --weights=1 --copy_mib=8 --repeats=1 --out="$RESULTS"
   step models 300 "$PY" -m benchmarks.train_speed --image_size=32 --channels=3 \
-    --classes=10 --batch=4 --eval_batch=2 --width=4 --backends=float,packed \
-    --repeats=1 --warmup=1 --out="$RESULTS"
+    --classes=10 --batch=4 --eval_batch=2 --width=4 --backends=float \
+    --compute_dtypes=auto,bfloat16 --repeats=1 --warmup=1 --out="$RESULTS"
 else
   RESULTS=benchmarks/results
   step tests 150 "$PY" -m pytest -q -x -p no:cacheprovider tests/kernels tests/packed \
     tests/nn
-  step kernels 120 "$PY" -m benchmarks.kernels --device=gpu --out="$RESULTS"
+  step kernels 150 "$PY" -m benchmarks.kernels --device=gpu --quick=1 --out="$RESULTS"
   step models 180 "$PY" -m benchmarks.train_speed --image_size=224 --channels=3 \
-    --classes=1000 --batch=256 --eval_batch=64 --backends=float,packed --repeats=10 \
-    --warmup=3 --out="$RESULTS"
+    --classes=1000 --batch=256 --eval_batch=64 --backends=float \
+    --compute_dtypes=auto,float32 --repeats=10 --warmup=3 --out="$RESULTS"
 fi
 
 if [ -n "${OUT:-}" ]; then

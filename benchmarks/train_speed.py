@@ -81,6 +81,9 @@ class Config:
     channels: their channels (1: the peer's; 3 for ImageNet).
     classes: the number of classes (10: the peer's; 1000 for ImageNet).
     eval_batch: the batched-inference size (0: ``batch``).
+    compute_dtypes: comma-separated ``binary_compute_dtype`` values the binary
+      training step is timed at (the first gives the table's ``train`` column; e.g.
+      ``auto,float32`` on a GPU, where ``auto`` is bfloat16).
     method: quantization method of the binary convs.
     backends: comma-separated ``binary_compute`` backends to time.
     rounds: alternated rounds of (bnnjax, Larq, LCE).
@@ -98,6 +101,7 @@ class Config:
   channels: int = 1
   classes: int = 10
   eval_batch: int = 0
+  compute_dtypes: str = "auto"
   method: str = "xnor"
   backends: str = "float,packed,auto"
   rounds: int = 1
@@ -120,17 +124,22 @@ class Config:
       raise ValueError("--peers times the peers' network (28×28×1, 10 classes, one "
                        "batch size): allowed only with --image_size=28 --channels=1 "
                        "--classes=10 and --eval_batch=0.")
+    dtypes = self.compute_dtypes.split(",")
+    if not all(dtypes) or set(dtypes) - set(nn.COMPUTE_DTYPES):
+      raise ValueError(f"--compute_dtypes={self.compute_dtypes!r}; allowed values are "
+                       f"comma-separated {list(nn.COMPUTE_DTYPES)}.")
     unknown = set(self.backends.split(",")) - set(BACKENDS)
     if unknown:
       raise ValueError(f"--backends={self.backends!r}: {sorted(unknown)} unknown; "
                        f"allowed values are comma-separated {list(BACKENDS)}.")
 
 
-def _config(cfg: Config, method: str, backend: str):
+def _config(cfg: Config, method: str, backend: str, dtype: str | None = None):
   c = common.base_config()
   c.update(model_name="resnet18", method=method, dataset="mnist", batch_size=cfg.batch,
            eval_batch_size=_eval_batch(cfg), optimizer="adam", lr=1e-3,
-           schedule="constant", binary_compute=backend, seed=cfg.seed)
+           schedule="constant", binary_compute=backend, seed=cfg.seed,
+           binary_compute_dtype=dtype or cfg.compute_dtypes.split(",")[0])
   c.model_kwargs.update(width=cfg.width, stem="imagenet")
   return c
 
@@ -174,9 +183,11 @@ def _data(cfg: Config, n: int):
   return x, y
 
 
-def time_training(cfg: Config, method: str, backend: str) -> dict:
-  """The trainer's train step on fixed random data."""
-  setup = _set_up(cfg, _config(cfg, method, backend))
+def time_training(cfg: Config, method: str, backend: str,
+                  dtype: str | None = None) -> dict:
+  """The trainer's train step on fixed random data (binary products in ``dtype``,
+  default the first of ``--compute_dtypes``)."""
+  setup = _set_up(cfg, _config(cfg, method, backend, dtype))
   variables = jax.tree_util.tree_leaves_with_path(
       setup.state.params, is_leaf=lambda v: isinstance(v, nnx.Variable))
   flags = [isinstance(v, nn.LatentWeight) for _, v in variables]
@@ -266,7 +277,10 @@ def run_benchmark(cfg: Config, command: str = "") -> dict:
   for r in range(cfg.rounds):
     rnd = {"bnnjax": {}}
     for backend in backends:
+      dtypes = cfg.compute_dtypes.split(",")
       rnd["bnnjax"][backend] = {"train": time_training(cfg, cfg.method, backend),
+                                **{f"train_{d}": time_training(cfg, cfg.method, backend, d)
+                                   for d in dtypes[1:]},
                                 **time_inference(cfg, backend)}
     rnd["bnnjax"]["fp_train"] = time_training(cfg, "fp", "float")
     if cfg.peers:
@@ -281,6 +295,10 @@ def run_benchmark(cfg: Config, command: str = "") -> dict:
     for key in ("train", "eval_b1", f"eval_b{e}", "packed_b1", f"packed_b{e}"):
       summary[f"{backend}/{key}_ms"] = _median(
           [rnd["bnnjax"][backend][key]["median_ms"] for rnd in rounds])
+  for backend in backends:
+    for d in cfg.compute_dtypes.split(",")[1:]:
+      summary[f"{backend}/train_{d}_ms"] = _median(
+          [rnd["bnnjax"][backend][f"train_{d}"]["median_ms"] for rnd in rounds])
   summary["fp_train_ms"] = _median([rnd["bnnjax"]["fp_train"]["median_ms"]
                                     for rnd in rounds])
   if cfg.peers:
@@ -348,6 +366,14 @@ def format_markdown(r: dict) -> str:
                  f"{s[f'{backend}/packed_b1_ms']:.3f} | {s[f'{backend}/packed_b{e}_ms']:.2f} |")
   lines.append(f"| float twin (`fp`) | {s['fp_train_ms']:.1f} "
                f"({b / s['fp_train_ms'] * 1e3:.0f}) | | | | |")
+  dtypes = cfg.get("compute_dtypes", "auto").split(",")
+  if len(dtypes) > 1:
+    lines += ["", f"Binary training step by `binary_compute_dtype` (the table's column: "
+              f"`{dtypes[0]}`): " + "; ".join(
+                  f"`{be}` " + ", ".join(
+                      f"{d} {s[f'{be}/train_ms' if i == 0 else f'{be}/train_{d}_ms']:.1f} ms"
+                      for i, d in enumerate(dtypes))
+                  for be in cfg["backends"].split(",")) + "."]
   models = {be: ("packed" if d.get("eval_model_packed") else "eval-mode")
             for be, d in r["rounds"][0]["bnnjax"].items() if "eval_b1" in d}
   lines += ["", "The eval step's model: " + ", ".join(

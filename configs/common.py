@@ -75,6 +75,10 @@ def base_config() -> ml_collections.ConfigDict:
   # "packed" (XNOR-popcount forward, float straight-through backward) or "auto" (the
   # faster of the two for the platform); results are the same.
   c.binary_compute = "auto"
+  # The dtype of that product when it is a float conv/dot: "float32", "bfloat16" (±1
+  # is exact in it, products accumulate in float32: the same forward, gradients of
+  # the product rounded to bfloat16) or "auto" (bfloat16 on GPU/TPU, float32 on CPU).
+  c.binary_compute_dtype = "auto"
   # Optimisation.
   c.batch_size = 128
   c.eval_batch_size = 500

@@ -141,13 +141,13 @@ def choose_lowering(x_shape, w_shape, strides, pads, platform: str | None = None
   return "taps"
 
 
-def _conv_xla(x, w, strides, pads, pad_value, precision):
+def _conv_xla(x, w, strides, pads, pad_value, precision, out_dtype):
   if pad_value != 0.0:
     x = jnp.pad(x, ((0, 0), *pads, (0, 0)), constant_values=pad_value)
     pads = ((0, 0), (0, 0))
   return lax.conv_general_dilated(x, w, window_strides=strides, padding=pads,
                                   dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                                  precision=precision)
+                                  precision=precision, preferred_element_type=out_dtype)
 
 
 def _tap_slice(x, i, j, strides, starts, counts):
@@ -157,7 +157,7 @@ def _tap_slice(x, i, j, strides, starts, counts):
   return x[:, r0:r0 + sh * (nh - 1) + 1:sh, c0:c0 + sw * (nw - 1) + 1:sw, :]
 
 
-def _conv_taps(x, w, strides, pads, pad_value, precision):
+def _conv_taps(x, w, strides, pads, pad_value, precision, out_dtype):
   n, h, wd, c_in = x.shape
   kh, kw, _, c_out = w.shape
   (lo_h, hi_h), (lo_w, hi_w) = pads
@@ -176,22 +176,24 @@ def _conv_taps(x, w, strides, pads, pad_value, precision):
         continue
       border[oh0:oh0 + nh, ow0:ow0 + nw, i * kw + j] = 0.0
       xs = _tap_slice(x, i - lo_h, j - lo_w, strides, (oh0, ow0), (nh, nw))
-      part = jnp.dot(xs.reshape(-1, c_in), w[i, j],
-                     precision=precision).reshape(n, nh, nw, c_out)
+      part = jnp.dot(xs.reshape(-1, c_in), w[i, j], precision=precision,
+                     preferred_element_type=out_dtype).reshape(n, nh, nw, c_out)
       if (oh0, nh, ow0, nw) != (0, ho, 0, wo):
         part = jnp.pad(part, ((0, 0), (oh0, ho - oh0 - nh), (ow0, wo - ow0 - nw), (0, 0)))
       y = part if y is None else y + part
   if y is None:
-    y = jnp.zeros((n, ho, wo, c_out), jnp.result_type(x, w))
+    y = jnp.zeros((n, ho, wo, c_out), out_dtype or jnp.result_type(x, w))
   if pad_value != 0.0 and border.any():
-    tap_sums = jnp.sum(w, axis=2).reshape(kh * kw, c_out)
+    # Σ_c w per tap, summed in the output dtype: a bfloat16 sum of ±1 over more than
+    # 256 channels would round
+    tap_sums = jnp.sum(w, axis=2, dtype=out_dtype).reshape(kh * kw, c_out)
     y = y + pad_value * jnp.dot(jnp.asarray(border, tap_sums.dtype).reshape(-1, kh * kw),
                                 tap_sums, precision=precision,
                                 ).reshape(1, ho, wo, c_out).astype(y.dtype)
   return y
 
 
-def _conv_im2col(x, w, strides, pads, pad_value, precision):
+def _conv_im2col(x, w, strides, pads, pad_value, precision, out_dtype):
   n = x.shape[0]
   kh, kw, c_in, c_out = w.shape
   xp = jnp.pad(x, ((0, 0), *pads, (0, 0)), constant_values=pad_value)
@@ -201,27 +203,28 @@ def _conv_im2col(x, w, strides, pads, pad_value, precision):
       [_tap_slice(xp, i, j, strides, (0, 0), (ho, wo)) for i in range(kh)
        for j in range(kw)], axis=-1)
   y = jnp.dot(patches.reshape(-1, kh * kw * c_in), w.reshape(kh * kw * c_in, c_out),
-              precision=precision)
+              precision=precision, preferred_element_type=out_dtype)
   return y.reshape(n, ho, wo, c_out)
 
 
-# ``pads`` is conv_pads' tuple of int pairs and ``precision`` a ``lax.Precision`` or
-# None: hashable, as non-differentiable arguments must be.
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
-def _conv_xla_taps(x, w, strides, pads, pad_value, precision):
-  return _conv_xla(x, w, strides, pads, pad_value, precision)
+# ``pads`` is conv_pads' tuple of int pairs, ``precision`` a ``lax.Precision`` or None
+# and ``out_dtype`` a numpy dtype or None: hashable, as non-differentiable arguments
+# must be.
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5, 6))
+def _conv_xla_taps(x, w, strides, pads, pad_value, precision, out_dtype):
+  return _conv_xla(x, w, strides, pads, pad_value, precision, out_dtype)
 
 
-def _conv_xla_taps_fwd(x, w, strides, pads, pad_value, precision):
-  return _conv_xla(x, w, strides, pads, pad_value, precision), (x, w)
+def _conv_xla_taps_fwd(x, w, strides, pads, pad_value, precision, out_dtype):
+  return _conv_xla(x, w, strides, pads, pad_value, precision, out_dtype), (x, w)
 
 
-def _conv_xla_taps_bwd(strides, pads, pad_value, precision, res, g):
+def _conv_xla_taps_bwd(strides, pads, pad_value, precision, out_dtype, res, g):
   # The vjp of a bilinear function needs only its operands: the taps forward traced
   # here is dead code under jit and removed.
   x, w = res
-  _, vjp = jax.vjp(lambda a, b: _conv_taps(a, b, strides, pads, pad_value, precision),
-                   x, w)
+  _, vjp = jax.vjp(lambda a, b: _conv_taps(a, b, strides, pads, pad_value, precision,
+                                           out_dtype), x, w)
   return vjp(g)
 
 
@@ -233,7 +236,8 @@ _IMPLS = {"xla": _conv_xla, "taps": _conv_taps, "im2col": _conv_im2col,
 
 def conv2d(x: jax.Array, w: jax.Array, *, strides=1, padding="SAME",
            pad_value: float = 0.0, lowering: str | None = None,
-           precision: lax.Precision | None = None) -> jax.Array:
+           precision: lax.Precision | None = None,
+           preferred_element_type=None) -> jax.Array:
   """``x ⊛ w`` (NHWC, HWIO) with a border of ``pad_value``, lowered per shape.
 
   The same function as ``lax.conv_general_dilated`` on the input padded with
@@ -250,9 +254,13 @@ def conv2d(x: jax.Array, w: jax.Array, *, strides=1, padding="SAME",
     precision: the ``lax.Precision`` of every conv and matmul of the lowering (None:
       JAX's default, which on a GPU may be TF32 for float32; XLA:CPU computes float32
       at any setting). ``bnnjax.nn.layers.matmul_precision`` chooses it per layer.
+    preferred_element_type: the dtype products accumulate in and the result has
+      (None: that of ``x``/``w``): float32 for bfloat16 ±1 operands, whose integer
+      sums it holds exactly (docs/gpu.md).
 
   Returns:
-    ``(N, H_out, W_out, c_out)`` in the dtype of ``x``/``w``.
+    ``(N, H_out, W_out, c_out)`` in ``preferred_element_type``, or the dtype of
+    ``x``/``w``.
   """
   if x.ndim != 4 or w.ndim != 4 or w.shape[2] != x.shape[-1]:
     raise ValueError(f"conv2d: x must be NHWC and w (kh, kw, c_in={x.shape[-1]}, c_out); "
@@ -271,4 +279,5 @@ def conv2d(x: jax.Array, w: jax.Array, *, strides=1, padding="SAME",
                      f"{list(LOWERINGS)} or None (chosen per shape).")
   if precision is not None:
     precision = lax.Precision(precision)
-  return _IMPLS[lowering](x, w, strides, pads, float(pad_value), precision)
+  out_dtype = None if preferred_element_type is None else np.dtype(preferred_element_type)
+  return _IMPLS[lowering](x, w, strides, pads, float(pad_value), precision, out_dtype)

@@ -25,11 +25,11 @@ from bnnjax.methods.base import SpecError
 # The config fields a method string is resolved with (``bnnjax.train`` configs).
 CONFIG_FIELDS = ("group_size", "gamma_case", "input_quantizer", "kernel_quantizer",
                  "input_quantizer_kwargs", "kernel_quantizer_kwargs", "pad_value",
-                 "binary_compute")
+                 "binary_compute", "binary_compute_dtype")
 # QuantSpec fields whose config field has another name.
-_CONFIG_NAME = {"compute": "binary_compute"}
+_CONFIG_NAME = {"compute": "binary_compute", "compute_dtype": "binary_compute_dtype"}
 _DEFAULTS = dict(input_quantizer="ste_sign", kernel_quantizer="ste_sign", pad_value=0.0,
-                 binary_compute="auto")
+                 binary_compute="auto", binary_compute_dtype="auto")
 
 _METHODS: dict[str, Method] = {}  # name -> method, in registration order
 _SPELLINGS: dict[str, str] = {}  # name or alias -> name
@@ -201,7 +201,8 @@ def resolve(method: str, *, group_size: int | None = None, gamma_case: int | Non
             input_quantizer: str | None = None, kernel_quantizer: str | None = None,
             input_quantizer_kwargs: Mapping[str, Any] | None = None,
             kernel_quantizer_kwargs: Mapping[str, Any] | None = None,
-            pad_value: float | None = None, binary_compute: str | None = None):
+            pad_value: float | None = None, binary_compute: str | None = None,
+            binary_compute_dtype: str | None = None):
   """The :class:`~bnnjax.nn.QuantSpec` of ``config.method`` and the config's
   quantization fields (``None`` = the default).
 
@@ -220,6 +221,8 @@ def resolve(method: str, *, group_size: int | None = None, gamma_case: int | Non
     pad_value: border value of binary inputs, 0 or 1 (default 0).
     binary_compute: ``QuantSpec.compute`` of layers with binary input and kernel
       (default ``"auto"``); full-precision specs ignore it.
+    binary_compute_dtype: ``QuantSpec.compute_dtype`` of those layers (default
+      ``"auto"``).
 
   Raises:
     ValueError: naming the config field at fault, e.g. ``config.method='foo' is not
@@ -233,7 +236,8 @@ def resolve(method: str, *, group_size: int | None = None, gamma_case: int | Non
                 input_quantizer=input_quantizer, kernel_quantizer=kernel_quantizer,
                 input_quantizer_kwargs=input_quantizer_kwargs,
                 kernel_quantizer_kwargs=kernel_quantizer_kwargs,
-                pad_value=pad_value, binary_compute=binary_compute)
+                pad_value=pad_value, binary_compute=binary_compute,
+                binary_compute_dtype=binary_compute_dtype)
   config = {"method": method, **fields}
   name, number = parse(method)
   m = _METHODS[name]
@@ -251,7 +255,8 @@ def resolve(method: str, *, group_size: int | None = None, gamma_case: int | Non
           f"config.method={method!r} needs config.{m.number_field} ({m.number_help}), "
           f"or the number appended to the name (e.g. '{name}_2').")
   opts = {k: _DEFAULTS[k] if fields[k] is None else fields[k]
-          for k in ("input_quantizer", "kernel_quantizer", "pad_value", "binary_compute")}
+          for k in ("input_quantizer", "kernel_quantizer", "pad_value", "binary_compute",
+                    "binary_compute_dtype")}
   try:
     preset = m.preset(name, number, input_quantizer=opts["input_quantizer"],
                       kernel_quantizer=opts["kernel_quantizer"], pad_value=opts["pad_value"])
@@ -262,7 +267,8 @@ def resolve(method: str, *, group_size: int | None = None, gamma_case: int | Non
         preset[q + "_kwargs"] = fields[q + "_kwargs"]
     spec = QuantSpec(**preset)
     # Checked for every method, used by binary ones: full-precision layers ignore it.
-    with_compute = dataclasses.replace(spec, compute=opts["binary_compute"])
+    with_compute = dataclasses.replace(spec, compute=opts["binary_compute"],
+                                       compute_dtype=opts["binary_compute_dtype"])
   except SpecError as e:
     raise config_error(e, config) from e
   return spec if spec.full_precision else with_compute

@@ -14,6 +14,7 @@ from bnnjax.nn.reactnet import PReLUSlope
 from bnnjax.nn.reactnet import RPReLU
 from bnnjax.nn.reactnet import RSign
 from bnnjax.nn.reactnet import ThresholdShift
+from bnnjax.nn.spec import COMPUTE_DTYPES
 from bnnjax.nn.spec import COMPUTES
 from bnnjax.nn.spec import FP
 from bnnjax.nn.spec import METHODS

@@ -106,6 +106,27 @@ def matmul_precision(spec: QuantSpec) -> lax.Precision:
   return lax.Precision.DEFAULT if spec.sign_operands else lax.Precision.HIGHEST
 
 
+def binary_compute_dtype(spec: QuantSpec, platform: str | None = None):
+  """The dtype a layer's float ±1 product is computed in (``QuantSpec.compute_dtype``,
+  config field ``binary_compute_dtype``), or None for the input's own dtype.
+
+  Only layers whose input and kernel are both ±1 signs (``QuantSpec.sign_operands``)
+  take it: ±1 is exact in bfloat16 and the products accumulate in float32
+  (``preferred_element_type``), so the forward is the same integer at half the
+  operand bytes and the bfloat16 rate of a GPU's or TPU's matrix units. The
+  straight-through gradients of that product (``g ⊛ W_b``, ``I_b ⋆ g``) then take the
+  operands' dtype, bfloat16, as under mixed-precision training. ``"auto"``: bfloat16
+  on GPU/TPU, float32 (the input's dtype) on CPU, where XLA has no faster bfloat16
+  conv.
+  """
+  if not spec.sign_operands:
+    return None
+  choice = spec.compute_dtype
+  if choice == "auto":
+    choice = "float32" if (platform or jax.default_backend()) == "cpu" else "bfloat16"
+  return jnp.bfloat16 if choice == "bfloat16" else None
+
+
 def packed_implementation():
   """The packed kernels' implementation chain for this platform
   (:data:`bnnjax.kernels.api.DEFAULT_CHAIN`), as a hashable tuple."""
@@ -157,6 +178,17 @@ def packed_inference_is_faster(platform: str | None = None) -> bool:
   speed at batch 1 / 64), so ``auto`` keeps it there.
   """
   return (platform or jax.default_backend()) == "cpu"
+
+
+def _float_product(product, xq, wq, spec):
+  """``product(xq, wq)`` (a conv or a dot) at the layer's precision
+  (:func:`matmul_precision`) and, for ±1 operands, in its compute dtype
+  (:func:`binary_compute_dtype`, accumulated in ``xq``'s dtype)."""
+  dtype = binary_compute_dtype(spec)
+  if dtype is None or dtype == xq.dtype:
+    return product(xq, wq, precision=matmul_precision(spec))
+  return product(xq.astype(dtype), wq.astype(dtype), precision=matmul_precision(spec),
+                 preferred_element_type=xq.dtype)
 
 
 class _QuantLayer(nnx.Module):
@@ -276,8 +308,10 @@ class QuantConv(_QuantLayer):
       y = kernels.binary_conv_ste(xq, wq, strides=self.strides, padding=pads,
                                   pad_value=pad_value, implementation=packed_implementation())
     else:
-      y = float_conv.conv2d(xq, wq, strides=self.strides, padding=pads,
-                            pad_value=pad_value, precision=matmul_precision(self.spec))
+      y = _float_product(
+          lambda a, b, **kw: float_conv.conv2d(a, b, strides=self.strides, padding=pads,
+                                               pad_value=pad_value, **kw),
+          xq, wq, self.spec)
     k_map = (scales.activation_scale(x, self.kernel_size, self.strides, pads)
              if self.spec.activation_scale else None)
     return self._finish(y, k_map, self.folded_scale())
@@ -309,7 +343,7 @@ class QuantDense(_QuantLayer):
     if self._packed(None, None):
       y = kernels.binary_dense_ste(xq, wq, implementation=packed_implementation())
     else:
-      y = jnp.dot(xq, wq, precision=matmul_precision(self.spec))
+      y = _float_product(jnp.dot, xq, wq, self.spec)
     k_map = scales.dense_activation_scale(x) if self.spec.activation_scale else None
     s = self.folded_scale()
     if s is not None and s.ndim == 3:  # Γ cases 2-4 with h_out = w_out = 1

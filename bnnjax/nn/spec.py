@@ -31,6 +31,9 @@ PAD_VALUES = (0.0, 1.0)
 # How a layer with binary input *and* kernel computes its ±1 product (config field
 # ``binary_compute``); see :mod:`bnnjax.nn.layers`.
 COMPUTES = ("float", "packed", "auto")
+# The dtype a layer with ±1 input and kernel computes its float ±1 product in (config
+# field ``binary_compute_dtype``); see :func:`bnnjax.nn.layers.binary_compute_dtype`.
+COMPUTE_DTYPES = ("auto", "float32", "bfloat16")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -72,6 +75,11 @@ class QuantSpec:
       ``"packed"`` with another quantizer (``ste_heaviside``, ``ste_tern``,
       ``dorefa``, ``magnitude_aware_sign``) is an error, ``"auto"`` uses the float
       path for it.
+    compute_dtype: the dtype of the ±1 operands of that float product when both
+      quantizers are ±1 signs: ``"float32"``, ``"bfloat16"`` (±1 is exact in it and
+      the products accumulate in float32, so the forward is the same; the
+      straight-through gradients of the product round to bfloat16) or ``"auto"``
+      (bfloat16 on GPU/TPU, float32 elsewhere). Other layers ignore it.
   """
 
   input_quantizer: str | None = None
@@ -84,6 +92,7 @@ class QuantSpec:
   activation_scale: bool = False
   pad_value: float = 0.0
   compute: str = "auto"
+  compute_dtype: str = "auto"
 
   def __post_init__(self):
     """Checks every field; raises :class:`~bnnjax.methods.SpecError` (a
@@ -106,6 +115,9 @@ class QuantSpec:
     if self.compute not in COMPUTES:
       raise SpecError("compute", self.compute, f"; allowed values are {list(COMPUTES)}.",
                       owner="QuantSpec")
+    if self.compute_dtype not in COMPUTE_DTYPES:
+      raise SpecError("compute_dtype", self.compute_dtype,
+                      f"; allowed values are {list(COMPUTE_DTYPES)}.", owner="QuantSpec")
     if float(self.pad_value) not in PAD_VALUES:
       raise SpecError("pad_value", self.pad_value, "; allowed values are 0 or 1.",
                       owner="QuantSpec")
@@ -205,6 +217,7 @@ def method_spec(
     kernel_quantizer_kwargs: Mapping[str, Any] | None = None,
     pad_value: float = 0.0,
     compute: str = "auto",
+    compute_dtype: str = "auto",
 ) -> QuantSpec:
   """The :class:`QuantSpec` of a named method of the papers:
   :func:`bnnjax.methods.resolve` (its errors name the config fields).
@@ -222,10 +235,12 @@ def method_spec(
       "weights"}`` for ``dorefa``).
     pad_value: border value of binary inputs (0 or 1).
     compute: how binary-input binary-kernel layers compute (``QuantSpec.compute``).
+    compute_dtype: the dtype they compute in (``QuantSpec.compute_dtype``).
   """
   return registry.resolve(method, group_size=group_size, gamma_case=gamma_case,
                           input_quantizer=input_quantizer,
                           kernel_quantizer=kernel_quantizer,
                           input_quantizer_kwargs=input_quantizer_kwargs,
                           kernel_quantizer_kwargs=kernel_quantizer_kwargs,
-                          pad_value=pad_value, binary_compute=compute)
+                          pad_value=pad_value, binary_compute=compute,
+                          binary_compute_dtype=compute_dtype)

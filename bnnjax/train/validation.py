@@ -146,6 +146,11 @@ def _computes() -> tuple[str, ...]:
   return tuple(getattr(nn, "COMPUTES", ("float", "packed", "auto")))
 
 
+def _compute_dtypes() -> tuple[str, ...]:
+  from bnnjax.nn import spec
+  return spec.COMPUTE_DTYPES
+
+
 def _checks() -> dict[str, Callable]:
   from bnnjax.train import optim
   return {
@@ -169,6 +174,7 @@ def _checks() -> dict[str, Callable]:
       "quantize_first": _bool,
       "quantize_last": _bool,
       "binary_compute": _one_of(_computes(), optional=True),
+      "binary_compute_dtype": _one_of(_compute_dtypes(), optional=True),
       "batch_size": _int(1),
       "eval_batch_size": _int(1),
       "num_epochs": _real(0, strict=True),

@@ -14,6 +14,7 @@ def test_tiny_run_writes_every_row(tmp_path):
   # no dataset read, and an inference batch other than the training batch.
   ts.main(["--batch=4", "--eval_batch=3", "--image_size=20", "--channels=3",
            "--classes=7", "--repeats=1", "--warmup=1", "--width=4", "--backends=packed",
+           "--compute_dtypes=auto,bfloat16",
            f"--out={tmp_path}"])
   data = json.loads((tmp_path / "train_speed_cpu.json").read_text())
   s = data["summary"]
@@ -31,6 +32,9 @@ def test_tiny_run_writes_every_row(tmp_path):
   assert f"Machine: {cli.cpu_description()};" in md  # the CPU, with its SIMD flags
   assert "20×20×3, 7 classes" in md and "| packed b3 ms |" in md
   assert "argmax agreement 100% at worst" in md
+  # the binary step timed again with bfloat16 ±1 products (config.binary_compute_dtype)
+  assert s["packed/train_bfloat16_ms"] > 0
+  assert "`packed` auto " in md and ", bfloat16 " in md
 
 
 def test_config_errors():
@@ -40,5 +44,7 @@ def test_config_errors():
     ts.Config(batch=0)
   with pytest.raises(ValueError, match="--peers times the peers' network"):
     ts.Config(peers=True, image_size=224, channels=3, classes=1000)
+  with pytest.raises(ValueError, match="--compute_dtypes='auto,fp16'"):
+    ts.Config(compute_dtypes="auto,fp16")
   with pytest.raises(ValueError, match="--eval_batch=-1"):
     ts.Config(eval_batch=-1)

@@ -7,6 +7,7 @@ whether float32 runs as TF32 (issue 16)."""
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 from flax import nnx
 from jax import lax
@@ -92,3 +93,22 @@ def test_packed_layers_match_the_eval_layers_precision():
     found = (precisions(lambda v: conv(v), x4)
              + precisions(lambda v: dense(v), x4[:, 0, 0]))
     assert found and set(found) == {HIGHEST}, (method, found)
+
+
+@pytest.mark.parametrize("lowering", float_conv.LOWERINGS)
+def test_every_lowering_accumulates_bfloat16_operands_in_float32(lowering):
+  """±1 operands in bfloat16 with a float32 result give the exact integer sums, the
+  +1 border's tap sums over 301 channels included: an all-+1 filter sums to 301,
+  which bfloat16 (integers exact to 256) cannot hold."""
+  k1, k2 = jax.random.split(jax.random.key(3))
+  x = jnp.where(jax.random.normal(k1, (2, 5, 5, 301)) >= 0, 1.0, -1.0)
+  w = jnp.where(jax.random.normal(k2, (3, 3, 301, 4)) >= 0, 1.0, -1.0)
+  w = w.at[..., 0].set(1.0)
+  ref = lax.conv_general_dilated(
+      jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=1.0), w, (1, 1),
+      "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"), precision="highest")
+  y = float_conv.conv2d(x.astype(jnp.bfloat16), w.astype(jnp.bfloat16), padding="SAME",
+                        pad_value=1.0, lowering=lowering,
+                        preferred_element_type=jnp.float32)
+  assert y.dtype == jnp.float32
+  np.testing.assert_array_equal(y, ref)
