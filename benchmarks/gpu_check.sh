@@ -2,7 +2,7 @@
 # The GPU check of issue 16, one script: installs what a bare GPU machine with jax,
 # flax and optax lacks, runs the GPU tests and every GPU timing, and writes
 # benchmarks/results/{kernels,train_speed}_gpu.{md,json} naming the card. Each step
-# has its own time limit; the whole fits in about 6 minutes on an H200.
+# has its own time limit (at most 8 minutes in all; about 6 expected on an H200).
 #
 #   bash benchmarks/gpu_check.sh [WHEEL_DIR]
 #
@@ -34,6 +34,8 @@ PY=${PYTHON:-python3}
 LOGS=${OUT:-/tmp/gpu_check}/gpu_check_logs
 mkdir -p "$LOGS" benchmarks/results
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+# 8 test processes share the GPU: none may preallocate most of its memory.
+export XLA_PYTHON_CLIENT_PREALLOCATE=false
 status=0
 step() {  # step NAME SECONDS COMMAND...: runs COMMAND under a limit, logs it
   local name=$1 limit=$2; shift 2
@@ -71,10 +73,13 @@ if [ "${GPU_CHECK_CPU:-0}" = 1 ]; then
     --compute_dtypes=auto,bfloat16 --repeats=1 --warmup=1 --out="$RESULTS"
 else
   RESULTS=benchmarks/results
-  step tests 150 "$PY" -m pytest -q -x -p no:cacheprovider tests/kernels tests/packed \
-    tests/nn
-  step kernels 150 "$PY" -m benchmarks.kernels --device=gpu --quick=1 --out="$RESULTS"
-  step models 180 "$PY" -m benchmarks.train_speed --image_size=224 --channels=3 \
+  # The one test of these that trains on MNIST is left out: a bare GPU machine has no
+  # npm to fetch it (it runs in CI).
+  step tests 180 "$PY" -m pytest -q -n 8 \
+    --maxfail=20 -p no:cacheprovider tests/kernels tests/packed tests/nn --deselect \
+    tests/nn/compute_test.py::test_trainer_loss_curve_and_accuracy_equal_for_both_backends
+  step kernels 120 "$PY" -m benchmarks.kernels --device=gpu --quick=1 --out="$RESULTS"
+  step models 150 "$PY" -m benchmarks.train_speed --image_size=224 --channels=3 \
     --classes=1000 --batch=256 --eval_batch=64 --backends=float \
     --compute_dtypes=auto,float32 --repeats=10 --warmup=3 --out="$RESULTS"
 fi
