@@ -112,3 +112,39 @@ def test_every_lowering_accumulates_bfloat16_operands_in_float32(lowering):
                         preferred_element_type=jnp.float32)
   assert y.dtype == jnp.float32
   np.testing.assert_array_equal(y, ref)
+
+
+def test_a_model_exported_for_cuda_states_its_precisions():
+  """``jax.export`` for cuda (no GPU needed): in the eval-mode binary ResNet-18 every
+  float32 conv/matmul carries HIGHEST and every ±1 one has bfloat16 operands and a
+  float32 result (``binary_compute_dtype="bfloat16"``, GPU's ``auto``)."""
+  import re
+
+  from jax import export
+
+  from bnnjax import models
+  spec = nn.method_spec("xnor", compute="float", compute_dtype="bfloat16")
+  model = models.get_model("resnet18", num_classes=5, input_shape=(16, 16, 3),
+                           spec=spec, rngs=nnx.Rngs(0), width=8)
+  model.eval()
+  graphdef, state = nnx.split(model)
+  f = jax.jit(lambda s, x: nnx.merge(graphdef, s)(x))
+  exported = export.export(f, platforms=["cuda"])(
+      state, jax.ShapeDtypeStruct((2, 16, 16, 3), jnp.float32))
+  ops = [line for line in exported.mlir_module().splitlines()
+         if re.search(r"stablehlo\.(convolution|dot_general)", line)]
+  kinds = {"f32 highest": 0, "bf16 to f32": 0}
+  for line in ops:
+    operands = re.search(r": \((tensor<[^)]*)\) -> tensor<[0-9x]*x(\w+)>", line)
+    assert operands, line
+    dtypes = set(re.findall(r"x(f32|bf16)>", operands.group(1)))
+    if dtypes == {"f32"}:
+      # convolution: precision_config = [#stablehlo<precision HIGHEST>, ...];
+      # dot_general: precision = [HIGHEST, HIGHEST]
+      assert len(re.findall(r"\bHIGHEST\b", line)) == 2, line
+      kinds["f32 highest"] += 1
+    else:
+      assert dtypes == {"bf16"} and operands.group(2) == "f32", line
+      kinds["bf16 to f32"] += 1
+  # the stem, the downsampling shortcuts and the classifier; the 16 binary convs
+  assert kinds["f32 highest"] >= 2 and kinds["bf16 to f32"] >= 15, kinds
