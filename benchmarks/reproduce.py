@@ -451,7 +451,7 @@ def finished_result(workdir: str, name: str) -> dict | None:
 
 
 def train_group(workdir: str, points: list[tuple[Any, Any]], command: str,
-                max_runs: int | None) -> tuple[dict, dict, int]:
+                max_runs: int | None, after_each=None) -> tuple[dict, dict, int]:
   """Trains (or reads) the points of one workdir through
   ``sweep_runs.train_points``, one call per base config, and writes the sweep table
   of them all.
@@ -459,7 +459,8 @@ def train_group(workdir: str, points: list[tuple[Any, Any]], command: str,
   ``max_runs`` (None: no limit) caps the unfinished points trained; the others are
   left out. Returns ``(swept, seconds, trained)``: the sweep's row of each point
   passed, the wall seconds of each run trained now, and how many unfinished points
-  were passed."""
+  were passed. ``after_each(swept, seconds)``, if given, is called with the rows so
+  far after each call (so the tables show each run soon after it finishes)."""
   from experiments import sweep
   chosen, budget, trained = [], max_runs, 0
   for config, point in points:
@@ -481,6 +482,8 @@ def train_group(workdir: str, points: list[tuple[Any, Any]], command: str,
     s, t = sweep_runs.train_points(config, group, workdir, command)
     swept.update(s)
     seconds.update(t)
+    if after_each is not None:
+      after_each(swept, seconds)
   if len(groups) > 1:  # each call wrote its own points' table: write them all
     sweep.write_table(list(swept.values()), workdir, command)
   return swept, seconds, trained
@@ -931,7 +934,8 @@ def variants_to_train(table: Table, smoke: bool, chosen: Sequence[str] | None) -
 
 def run(args, command: str) -> dict:
   """Trains (or reads) the chosen tables' runs, one workdir (config) at a time, and
-  writes the results after each.
+  writes the results after each sweep call (each run of the seed-major order whose
+  base config differs from the last) and at the end of each workdir.
 
   Every finished run is checked against its config before anything trains; the
   tables are written with the runs finished so far even when training is
@@ -980,7 +984,7 @@ def run(args, command: str) -> dict:
       return write(new, args, command)
     try:
       swept, seconds, trained = train_group(workdir, [group[i] for i in order],
-                                            f"benchmarks.{STEM}", budget)
+                                            f"benchmarks.{STEM}", budget, write_tables)
     except (trainer.Interrupted, KeyboardInterrupt):
       write_tables({}, {})  # what finished before the interruption
       raise

@@ -291,13 +291,19 @@ def test_fine_tune_table_trains_its_source_first_and_shares_it(tmp_path, stub_tr
   assert list(rec["rows"]) == ["xnor", "ft_xnor"] and rec["complete"]
 
 
-def test_variants_option_trains_only_those_and_a_fine_tunes_source(tmp_path, stub_train):
+def test_variants_option_trains_only_those_and_a_fine_tunes_source(tmp_path, stub_train,
+                                                                   monkeypatch):
   """--variants trains the variants named (a fine-tune's source too, before it),
   seed-major across the two base configs (bonn, method=xnor), and the table still
   lists every variant, those not run marked so; checkpoints every quarter."""
   calls = stub_train(lambda c: 0.5)
   workdir = tmp_path / "runs"
   out = tmp_path / "out"
+  written = []  # finished runs in the results file at each write
+  write = reproduce.write
+  monkeypatch.setattr(reproduce, "write", lambda new, *a: written.append(
+      sum(len(r["top1"]) for t in new.values() for r in t["rows"].values()))
+      or write(new, *a))
   reproduce.main(["--tables=bonn_t2,bonn_ft", "--variants=both,ft_both", "--seeds=0,1",
                   "--steps=8", "--width=4", "--train_examples=256",
                   "--test_examples=64", "--dataset=mnist", f"--workdir={workdir}",
@@ -314,6 +320,9 @@ def test_variants_option_trains_only_those_and_a_fine_tunes_source(tmp_path, stu
   assert list(tables["bonn_t2"]["rows"]) == list(reproduce.TABLES["bonn_t2"].variants)
   assert "none_seed0 (not run)" in tables["bonn_t2"]["missing"]
   assert tables["bonn_t2"]["rows"]["both"]["top1"] == pytest.approx([50.0, 50.0])
+  # the tables are rewritten after each of the 6 sweep calls (bonn, xnor, bonn per
+  # seed), each time with more finished runs, and once at the end
+  assert len(written) == 7 and written == sorted(written) and written[0] < written[-1]
 
 
 @pytest.mark.parametrize("arg, message", [
