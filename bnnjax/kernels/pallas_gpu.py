@@ -87,10 +87,6 @@ MMA_NUM_STAGES = 3
 MMA_A8_MIN_COLUMN_TILES = 4
 
 
-def _next_pow2(x: int) -> int:
-  return 1 << max(0, int(x) - 1).bit_length()
-
-
 def _pad2(x: jax.Array, rows: int, cols: int) -> jax.Array:
   if x.shape == (rows, cols):
     return x
@@ -161,8 +157,8 @@ def popcount_plan(m: int, w: int, n: int, block=None, splits=None) -> dict:
   if block is None:
     bw = max(1, min(POPCOUNT_MAX_BLOCK_WORDS, POPCOUNT_ACC_WORDS // bm))
     bw = 1 << (bw.bit_length() - 1)  # a power of 2 (Triton block sizes)
-    bw = min(bw, _next_pow2(w))
-    bn = min(POPCOUNT_BLOCK_N, _next_pow2(n))
+    bw = min(bw, pl.next_power_of_2(w))
+    bn = min(POPCOUNT_BLOCK_N, pl.next_power_of_2(n))
   else:
     bw, bn = block
   n_tiles = -(-n // bn)
@@ -224,9 +220,9 @@ def mma_plan(m: int, w: int, n: int, block=None) -> dict:
   :data:`MMA_BLOCK`), shrunk to the operands (powers of 2, at least 16 rows and
   columns for the tensor cores), and the padded sizes."""
   bm, bn, bk = MMA_BLOCK if block is None else block
-  bm = max(16, min(bm, _next_pow2(m)))
-  bn = max(16, min(bn, _next_pow2(n)))
-  bk = min(bk, _next_pow2(w))
+  bm = max(16, min(bm, pl.next_power_of_2(m)))
+  bn = max(16, min(bn, pl.next_power_of_2(n)))
+  bk = min(bk, pl.next_power_of_2(w))
   return dict(bm=bm, bn=bn, bk=bk, mp=round_up(m, bm), np=round_up(n, bn),
               wp=round_up(w, bk))
 
