@@ -180,10 +180,12 @@ def packed_inference_is_faster(platform: str | None = None) -> bool:
   return (platform or jax.default_backend()) == "cpu"
 
 
-def _float_product(product, xq, wq, spec):
+def float_product(product, xq, wq, spec):
   """``product(xq, wq)`` (a conv or a dot) at the layer's precision
   (:func:`matmul_precision`) and, for ±1 operands, in its compute dtype
-  (:func:`binary_compute_dtype`, accumulated in ``xq``'s dtype)."""
+  (:func:`binary_compute_dtype`, accumulated in ``xq``'s dtype). The one place the
+  float products of the eval-mode and the packed layers get both, so that the two
+  round alike."""
   dtype = binary_compute_dtype(spec)
   if dtype is None or dtype == xq.dtype:
     return product(xq, wq, precision=matmul_precision(spec))
@@ -308,7 +310,7 @@ class QuantConv(_QuantLayer):
       y = kernels.binary_conv_ste(xq, wq, strides=self.strides, padding=pads,
                                   pad_value=pad_value, implementation=packed_implementation())
     else:
-      y = _float_product(
+      y = float_product(
           lambda a, b, **kw: float_conv.conv2d(a, b, strides=self.strides, padding=pads,
                                                pad_value=pad_value, **kw),
           xq, wq, self.spec)
@@ -343,7 +345,7 @@ class QuantDense(_QuantLayer):
     if self._packed(None, None):
       y = kernels.binary_dense_ste(xq, wq, implementation=packed_implementation())
     else:
-      y = _float_product(jnp.dot, xq, wq, self.spec)
+      y = float_product(jnp.dot, xq, wq, self.spec)
     k_map = scales.dense_activation_scale(x) if self.spec.activation_scale else None
     s = self.folded_scale()
     if s is not None and s.ndim == 3:  # Γ cases 2-4 with h_out = w_out = 1

@@ -156,8 +156,10 @@ class PackedConv(_PackedLayer):
           sums=None if self.tap_sums is None else self.tap_sums[...])
       y = y.astype(x.dtype)
     else:
-      y = float_conv.conv2d(x, self._kernel_pm1(x.dtype), strides=self.strides,
-                            padding=pads, precision=layers_lib.matmul_precision(spec))
+      y = layers_lib.float_product(
+          lambda a, b, **kw: float_conv.conv2d(a, b, strides=self.strides,
+                                               padding=pads, **kw),
+          x, self._kernel_pm1(x.dtype), spec)
     k_map = (nn.layers.scales.activation_scale(x, self.kernel_size, self.strides, pads)
              if spec.activation_scale else None)
     s = None if self.scale is None else self.scale[...]
@@ -179,8 +181,7 @@ class PackedDense(_PackedLayer):
                               implementation=layers_lib.packed_implementation())
       y = y.astype(x.dtype).reshape(*lead, self.out_features)
     else:
-      y = jnp.dot(x, self._kernel_pm1(x.dtype),
-                  precision=layers_lib.matmul_precision(spec))
+      y = layers_lib.float_product(jnp.dot, x, self._kernel_pm1(x.dtype), spec)
     k_map = (nn.layers.scales.dense_activation_scale(x) if spec.activation_scale
              else None)
     s = None if self.scale is None else self.scale[...]
