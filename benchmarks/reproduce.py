@@ -49,7 +49,11 @@ The runs are trained by ``experiments.sweep.run_sweep`` through
 directory, and the runs they have in common), is resumed from its checkpoint when the
 command is run again, and is only read once finished (``results.json``); a finished
 run trained with other settings is refused, naming the fields, before anything
-trains. ``<workdir>/<config>/sweep_results.{csv,md}`` is the sweep's own table.
+trains. A run whose directory is gone (a new machine, a cleaned ``runs/``) but whose
+top-1 ``<out>/reproduce.json`` records with the same settings and overrides is taken
+from that record ("recorded (<date>)") and not trained again, unless a fine-tune
+still to train starts from it or ``--retrain_recorded`` is given.
+``<workdir>/<config>/sweep_results.{csv,md}`` is the sweep's own table.
 ``<out>/reproduce.{md,json}`` (default ``benchmarks/results``) hold every table run so
 far: a command with ``--tables`` replaces those tables and keeps the others. A table
 with runs not finished (not run yet under ``--max_runs``, stopped on a NaN loss,
@@ -564,12 +568,22 @@ def summarise_table(table: Table, variants: Sequence[str], seeds, runs: Mapping)
       "complete": not missing, "missing": missing}
 
 
+def table_settings(table: Table, args) -> dict:
+  """The settings a table's runs are trained with (the record's ``settings``)."""
+  config = base_config(table, args.dataset)
+  return {
+      "dataset": args.dataset, "seeds": list(args.seeds),
+      "steps": table_steps(table, args.steps), "width": table_width(table, args.width),
+      "batch_size": config.batch_size, "optimizer": config.optimizer, "lr": config.lr,
+      "schedule": config.schedule, "train_examples": args.train_examples,
+      "test_examples": args.test_examples,
+      "workdir": os.path.join(args.workdir, table.workdir), "smoke": args.smoke}
+
+
 def table_record(key: str, table: Table, variants, args, runs: Mapping,
                  command: str) -> dict:
   """The JSON record of one table: the paper's side, the settings its runs were
   trained with, and :func:`summarise_table`'s rows and ordering."""
-  config = base_config(table, args.dataset)
-  width = table_width(table, args.width)
   return {
       "key": key, "title": table.title, "paper": table.paper,
       "paper_metric": table.paper_metric, "source": table.source, "claim": table.claim,
@@ -577,28 +591,64 @@ def table_record(key: str, table: Table, variants, args, runs: Mapping,
       "labels": {v: t.label for v, t in table.variants.items()},
       "baseline": table.baseline, "command": command,
       "date": datetime.datetime.now().isoformat(timespec="seconds"),
-      "settings": {
-          "dataset": args.dataset, "seeds": list(args.seeds), "steps": table_steps(table, args.steps),
-          "width": width, "batch_size": config.batch_size,
-          "optimizer": config.optimizer, "lr": config.lr, "schedule": config.schedule,
-          "train_examples": args.train_examples, "test_examples": args.test_examples,
-          "workdir": os.path.join(args.workdir, table.workdir), "smoke": args.smoke},
+      "settings": table_settings(table, args),
       **summarise_table(table, variants, args.seeds, runs)}
 
 
-def runs_of(workdir: str, names, swept: Mapping, seconds: Mapping) -> dict:
-  """Each run's top-1 and status: from this invocation's sweep rows where it passed
-  them, else from a finished run's ``results.json``, else ``"not run"``."""
+# settings that change what a run computes; ``seeds`` (which seeds the table lists)
+# and ``workdir`` (where the runs lived) do not
+_RUN_SETTINGS = ("dataset", "steps", "width", "batch_size", "optimizer", "lr",
+                 "schedule", "train_examples", "test_examples", "smoke")
+
+
+def recorded_runs(previous: Mapping | None, table: Table, args) -> dict:
+  """The finished runs an earlier ``reproduce.json`` record of ``table`` holds, by run
+  name: ``{"top1": fraction, "status": "recorded (<date>)"}``.
+
+  A results file outlives the run directories it was made from (a new machine, a
+  cleaned ``runs/``). A recorded run is taken only when the record's settings that
+  change a run (:data:`_RUN_SETTINGS`) equal this command's and the variant's
+  overrides and config argument equal the table's now; anything else is trained
+  again. ``--retrain_recorded`` ignores the records."""
+  if not previous or getattr(args, "retrain_recorded", False):
+    return {}
+  now = table_settings(table, args)
+  then = previous.get("settings", {})
+  if any(then.get(k) != now[k] for k in _RUN_SETTINGS):
+    return {}
+  date = previous.get("date", "an earlier run")
   runs = {}
+  for v, row in previous.get("rows", {}).items():
+    variant = table.variants.get(v)
+    if (variant is None or row.get("overrides") != dict(variant.overrides)
+        or row.get("config_arg", "") != variant.config_arg):
+      continue
+    # a run recorded already keeps the date of its first record
+    earlier = dict(zip(then.get("seeds", []), row.get("status", [])))
+    for seed, top1 in zip(row.get("seeds", []), row.get("top1", [])):
+      if top1 is not None and math.isfinite(top1):
+        status = earlier.get(seed, "")
+        if not status.startswith("recorded ("):
+          status = f"recorded ({date})"
+        runs[run_name(v, seed)] = {"top1": top1 / 100, "status": status}
+  return runs
+
+
+def runs_of(workdir: str, names, swept: Mapping, seconds: Mapping,
+            recorded: Mapping | None = None) -> dict:
+  """Each run's top-1 and status: from this invocation's sweep rows where it passed
+  them, else from a finished run's ``results.json``, else from ``recorded``
+  (:func:`recorded_runs`), else ``"not run"``."""
+  runs, recorded = {}, recorded or {}
   for name in names:
     if name in swept:
       row = swept[name]
       runs[name] = {"top1": row["test/top1"], "status": row["status"],
                     "seconds": seconds.get(name)}
+    elif (result := finished_result(workdir, name)) is not None:
+      runs[name] = {"top1": result.get("test/top1"), "status": "done (earlier)"}
     else:
-      result = finished_result(workdir, name)
-      runs[name] = ({"top1": result.get("test/top1"), "status": "done (earlier)"}
-                    if result else {"top1": None, "status": "not run"})
+      runs[name] = dict(recorded.get(name, {"top1": None, "status": "not run"}))
   return runs
 
 
@@ -965,13 +1015,29 @@ def run(args, command: str) -> dict:
       sweep_runs.check_earlier_runs(config, [point], workdir)
       if point.overrides["seed"] == args.seeds[0]:  # the seed changes no shape
         check_config(sweep.apply_overrides(config, point), point.name)
-  read_previous(args.out)  # refuse an unreadable results file before training
+  previous = read_previous(args.out)  # refuses an unreadable results file now
 
   budget = args.max_runs
   results = None
   for sub, keys in plan.items():
     workdir = os.path.join(args.workdir, sub)
-    group = list(points[sub].values())
+    recorded = {}
+    for key in keys:
+      recorded.update(recorded_runs(previous.get(key), TABLES[key], args))
+    # a recorded run is not trained again, unless an unfinished fine-tune starts
+    # from it (the record has its accuracy, not its checkpoint)
+    sources = {point.overrides["init_from"] for _, point in points[sub].values()
+               if "init_from" in point.overrides
+               and finished_result(workdir, point.name) is None
+               and point.name not in recorded}
+    group = [(config, point) for config, point in points[sub].values()
+             if point.name not in recorded
+             or finished_result(workdir, point.name) is not None
+             or os.path.join(workdir, point.name) in sources]
+    if len(group) < len(points[sub]):
+      print(f"{len(points[sub]) - len(group)} run(s) of {workdir} taken from "
+            f"{os.path.join(args.out, STEM)}.json, not trained again "
+            "(--retrain_recorded trains them)")
     order = sorted(range(len(group)), key=lambda i: group[i][1].overrides["seed"])
     def write_tables(swept, seconds):
       new = {}
@@ -980,7 +1046,8 @@ def run(args, command: str) -> dict:
         variants = variants_for(table, args.smoke)
         names = [run_name(v, s) for s in args.seeds for v in variants]
         new[key] = table_record(key, table, variants, args,
-                                runs_of(workdir, names, swept, seconds), command)
+                                runs_of(workdir, names, swept, seconds, recorded),
+                                command)
       return write(new, args, command)
     try:
       swept, seconds, trained = train_group(workdir, [group[i] for i in order],
@@ -1026,6 +1093,10 @@ def parse(argv) -> argparse.Namespace:
   p.add_argument("--max_runs", type=int, default=None,
                  help="train at most this many unfinished runs now (default: all); "
                       "the tables are written with the runs finished so far")
+  p.add_argument("--retrain_recorded", action="store_true",
+                 help=f"train again the runs whose results <out>/{STEM}.json records "
+                      "with the same settings but whose run directories are gone "
+                      "(default: take their recorded top-1)")
   p.add_argument("--workdir", default=os.path.join("runs", STEM))
   p.add_argument("--out", default=None,
                  help=f"directory of {STEM}.{{md,json}} (default benchmarks/results; "

@@ -325,6 +325,49 @@ def test_variants_option_trains_only_those_and_a_fine_tunes_source(tmp_path, stu
   assert len(written) == 7 and written == sorted(written) and written[0] < written[-1]
 
 
+def test_recorded_runs_are_kept_when_their_directories_are_gone(tmp_path, stub_train):
+  """reproduce.json outlives runs/: a run it records with the same settings is not
+  trained again (marked "recorded"), one with other settings is, a fine-tune's
+  recorded source is trained again (its checkpoint is gone), and --retrain_recorded
+  trains them all."""
+  import shutil
+  calls = stub_train(lambda c: 0.5 + 0.01 * c.seed + 0.1 * (c.method == "xnor"))
+  workdir, out = tmp_path / "runs", tmp_path / "out"
+  common = ["--tables=bonn_t2,bonn_ft", "--steps=8", "--width=4",
+            "--train_examples=256", "--test_examples=64", "--dataset=mnist",
+            f"--workdir={workdir}", f"--out={out}"]
+  trained = lambda: sorted(f"{c.method}:{c.seed}:{os.path.basename(c.init_from or '')}"
+                           f":{c.get('bonn_lambda', 0)}" for c in calls)
+  reproduce.main([*common, "--variants=both,xnor", "--seeds=0"])
+  assert len(calls) == 2
+  shutil.rmtree(workdir)  # a new machine: the results file only
+
+  calls.clear()
+  reproduce.main([*common, "--variants=both,xnor", "--seeds=0,1"])
+  assert trained() == ["bonn:1::0.0001", "xnor:1::0"]  # seed 0 from the record
+  rows = json.load(open(out / "reproduce.json"))["tables"]["bonn_t2"]["rows"]
+  assert rows["both"]["top1"] == pytest.approx([50.0, 51.0])
+  assert rows["xnor"]["top1"] == pytest.approx([60.0, 61.0])
+  assert rows["both"]["status"][0].startswith("recorded (")
+  assert rows["both"]["status"][1] == "done"
+  shutil.rmtree(workdir)
+
+  calls.clear()  # the fine-tune needs xnor_seed0's checkpoint: trained again first
+  reproduce.main([*common, "--variants=ft_both", "--seeds=0,1"])
+  assert trained() == ["bonn:0:xnor_seed0:0.0001", "bonn:1:xnor_seed1:0.0001",
+                       "xnor:0::0", "xnor:1::0"]
+  shutil.rmtree(workdir)
+
+  calls.clear()
+  reproduce.main([*common, "--variants=both", "--seeds=0,1", "--retrain_recorded"])
+  assert trained() == ["bonn:0::0.0001", "bonn:1::0.0001"]
+  shutil.rmtree(workdir)
+
+  calls.clear()  # other steps: the records do not apply
+  reproduce.main([*common[:1], "--steps=6", *common[2:], "--variants=both", "--seeds=0,1"])
+  assert trained() == ["bonn:0::0.0001", "bonn:1::0.0001"]
+
+
 @pytest.mark.parametrize("arg, message", [
     ("--tables=xnorpp_t1,nosuch", r"unknown table\(s\) \['nosuch'\]; allowed values "
      r"are a comma-separated subset of \['xnorpp_t1', 'cf_t3', 'cf_t4', 'bonn_t2', "
