@@ -209,7 +209,8 @@ def cross_filter_sweep(add, arg, *, ns: tuple[int, ...] = (1, 2, 4, 8, 16)) -> N
 
 def add_bonn(c: ml_collections.ConfigDict, *, lam: float = 1e-4, theta: float = 1e-3,
              nu: float = 1e-4, w_lr: float, center_rate: float = 0.5,
-             feature_start_epoch: float = 0.0, kernel_decoupled: bool = False) -> None:
+             feature_start_epoch: float = 0.0, kernel_decoupled: bool = False,
+             kernel_normalise: str = "sum") -> None:
   """BONN (docs/bonn.md, :mod:`bnnjax.methods.bonn`): ``method=bonn``, the kernel and
   feature loss terms with weights ``λ/2`` and ``θ/2``, and the modulation ``w``'s own
   learning rate (``group_lr.Modulation``).
@@ -219,7 +220,8 @@ def add_bonn(c: ml_collections.ConfigDict, *, lam: float = 1e-4, theta: float = 
   ``--config.bonn_lambda=0`` switches the kernel loss off. ``bonn_kernel_decoupled``:
   the kernel loss's gradient is applied after the optimizer at the learning rate
   (:mod:`bnnjax.train.loss_terms`, docs/bonn.md#investigation) instead of being added
-  to the cross-entropy's.
+  to the cross-entropy's. ``bonn_kernel_normalise``: ``"sum"`` (the paper's sum over
+  every weight), ``"kernel_mean"`` or ``"layer_mean"`` (:func:`bnnjax.methods.bonn.kernel_term`).
   """
   c.method = bonn.NAME
   c.bonn_lambda = lam
@@ -228,9 +230,11 @@ def add_bonn(c: ml_collections.ConfigDict, *, lam: float = 1e-4, theta: float = 
   c.bonn_center_rate = center_rate
   c.bonn_feature_start_epoch = feature_start_epoch
   c.bonn_kernel_decoupled = kernel_decoupled
+  c.bonn_kernel_normalise = kernel_normalise
   c.loss_terms.bayesian_kernel = ml_collections.ConfigDict({
       "weight": c.get_ref("bonn_lambda") * 0.5, "nu": c.get_ref("bonn_nu"),
-      "decoupled": c.get_ref("bonn_kernel_decoupled")})
+      "decoupled": c.get_ref("bonn_kernel_decoupled"),
+      "normalise": c.get_ref("bonn_kernel_normalise")})
   c.loss_terms.bayesian_feature = ml_collections.ConfigDict({
       "weight": c.get_ref("bonn_theta") * 0.5,
       "center_rate": c.get_ref("bonn_center_rate"),

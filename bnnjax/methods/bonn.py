@@ -79,22 +79,42 @@ def layers(model: nnx.Module) -> list:
           if getattr(m, "spec", None) is not None and METHOD.claims(m.spec)]
 
 
-def kernel_term(model: nnx.Module, ctx=None, *, nu: float = 1e-4):
-  """The ``bayesian_kernel`` loss term: ``fn(model, batch, outputs) = Σ_layers L_K``
+# How the kernel loss of a layer is normalised (``config.bonn_kernel_normalise``).
+KERNEL_NORMALISATIONS = ("sum", "kernel_mean", "layer_mean")
+
+
+def kernel_term(model: nnx.Module, ctx=None, *, nu: float = 1e-4, normalise: str = "sum"):
+  """The ``bayesian_kernel`` loss term: ``fn(model, batch, outputs) = Σ_layers L_K^l / n_l``
   over the model's BONN layers (:func:`bnnjax.losses.bayesian_kernel_loss` with ``ν``).
 
+  ``normalise`` sets ``n_l``: ``"sum"`` (the paper's Eq. 7, a sum over every weight:
+  ``n_l = 1``), ``"kernel_mean"`` (a mean per filter: ``n_l = kh·kw·c_in``, the
+  elements of one filter) or ``"layer_mean"`` (a mean over the layer's weights:
+  ``n_l = kh·kw·c_in·c_out``). Each is the paper's loss with λ rescaled per layer; they
+  differ in how hard the loss pulls on a weight of a wide layer against a narrow one
+  (issue 14, docs/bonn.md#investigation).
+
   Raises:
-    ValueError: the model has no BONN layer.
+    ValueError: the model has no BONN layer, or ``normalise`` is not one of
+      :data:`KERNEL_NORMALISATIONS`.
   """
   del ctx
+  if normalise not in KERNEL_NORMALISATIONS:
+    raise ValueError(f"config.bonn_kernel_normalise={normalise!r}; allowed values are "
+                     f"{list(KERNEL_NORMALISATIONS)}.")
   if not layers(model):
     raise ValueError(
         "config.loss_terms.bayesian_kernel needs BONN layers: set config.method='bonn'.")
 
+  def count(kernel) -> int:
+    if normalise == "sum":
+      return 1
+    return kernel.size // (kernel.shape[-1] if normalise == "kernel_mean" else 1)
+
   def fn(model, batch, outputs):
     return sum((bayesian.bayesian_kernel_loss(l.kernel[...], l.bonn_modulation[...],
                                               l.bonn_mu[...], l.bonn_log_sigma[...], nu=nu)
-                for l in layers(model)), jnp.zeros(()))
+                / count(l.kernel[...]) for l in layers(model)), jnp.zeros(()))
   return fn
 
 

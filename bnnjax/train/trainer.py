@@ -57,18 +57,23 @@ RESUMABLE_FIELDS = ("log_every_steps", "checkpoint_every_steps", "progress", "da
 
 # Fields that configs add on top of base_config() after runs were saved without them,
 # with the value those runs had: a saved run lacking one resumes at this value.
-LATER_FIELD_DEFAULTS = {"bonn_kernel_decoupled": False}
+LATER_FIELD_DEFAULTS = {"bonn_kernel_decoupled": False, "bonn_kernel_normalise": "sum"}
+# The same for the keys of ``loss_terms`` entries.
+LATER_TERM_DEFAULTS = {"decoupled": False, "normalise": "sum"}
 
 
 def _comparable(cfg: dict) -> dict:
   """``cfg`` (a config as JSON) with the defaults of later fields dropped: fields of
-  :data:`LATER_FIELD_DEFAULTS` at their value and ``decoupled: false`` in
-  ``loss_terms`` entries (a run saved before loss terms could be decoupled)."""
+  :data:`LATER_FIELD_DEFAULTS` at their value and the keys of ``loss_terms`` entries
+  at :data:`LATER_TERM_DEFAULTS` (a run saved before loss terms could be decoupled or
+  normalised)."""
   out = {k: v for k, v in cfg.items()
          if not (k in LATER_FIELD_DEFAULTS and v == LATER_FIELD_DEFAULTS[k])}
   if isinstance(out.get("loss_terms"), dict):
     out["loss_terms"] = {
-        name: ({k: v for k, v in kw.items() if not (k == "decoupled" and v is False)}
+        name: ({k: v for k, v in kw.items()
+                if not (k in LATER_TERM_DEFAULTS and v == LATER_TERM_DEFAULTS[k]
+                        and type(v) is type(LATER_TERM_DEFAULTS[k]))}
                if isinstance(kw, dict) else kw)
         for name, kw in out["loss_terms"].items()}
   return out

@@ -16,6 +16,8 @@ from typing import Any, Callable, Iterable, Mapping
 
 import ml_collections
 
+from bnnjax.methods.bonn import KERNEL_NORMALISATIONS
+
 
 class ConfigError(ValueError):
   """A configuration or usage error: the message names the field and what is allowed.
@@ -28,7 +30,8 @@ class ConfigError(ValueError):
 # (configs.common.add_bonn) and experiments.ptq's sweep block (not read by the trainer).
 # Code that reads fields of its own (a custom loss term) adds their names here.
 EXTRA_FIELDS = {"bonn_lambda", "bonn_theta", "bonn_nu", "bonn_center_rate",
-                "bonn_feature_start_epoch", "bonn_kernel_decoupled", "ptq"}
+                "bonn_feature_start_epoch", "bonn_kernel_decoupled",
+                "bonn_kernel_normalise", "ptq"}
 
 
 def _bad(field: str, value: Any, allowed: str) -> ConfigError:
@@ -213,6 +216,7 @@ def _checks() -> dict[str, Callable]:
       "bonn_center_rate": _real(0, hi=1),
       "bonn_feature_start_epoch": _real(0),
       "bonn_kernel_decoupled": _bool,
+      "bonn_kernel_normalise": _one_of(KERNEL_NORMALISATIONS),
   }
 
 

@@ -87,6 +87,39 @@ def test_bonn_terms_sum_layers_and_update_centres():
   np.testing.assert_array_equal(prior.centers[...][1], 0.0)  # absent class untouched
 
 
+@pytest.mark.parametrize("normalise, count", [("sum", lambda k: 1),
+                                              ("kernel_mean", lambda k: k.size // k.shape[-1]),
+                                              ("layer_mean", lambda k: k.size)])
+def test_kernel_term_normalisation_divides_each_layer(normalise, count):
+  """bonn_kernel_normalise: the paper's sum, or L_K per layer divided by the elements
+  of one filter (kh·kw·c_in) or of the whole kernel."""
+  from bnnjax import losses
+  model = TinyBonn()
+  c = common.base_config()
+  common.add_bonn(c, w_lr=0.01, kernel_normalise=normalise)
+  ctx = loss_terms.LossContext(input_shape=(5, 5, 1), num_classes=3, steps_per_epoch=10)
+  term = [t for t in loss_terms.build_loss_terms(model, c, ctx)
+          if t.name == "bayesian_kernel"][0]
+  conv = model.conv
+  k = conv.kernel[...]
+  assert k.ndim == 4 and count(k) in (1, k.size // k.shape[-1], k.size)
+  expected = losses.bayesian_kernel_loss(k, conv.bonn_modulation[...], conv.bonn_mu[...],
+                                         conv.bonn_log_sigma[...], nu=1e-4) / count(k)
+  assert float(term.fn(model, {}, {})) == pytest.approx(float(expected), rel=1e-6)
+
+
+def test_kernel_term_normalisation_is_checked():
+  from bnnjax.train import validation
+  with pytest.raises(ValueError, match=r"bonn_kernel_normalise='mean'; allowed values "
+                     r"are \['sum', 'kernel_mean', 'layer_mean'\]"):
+    loss_terms.method_term("bayesian_kernel", TinyBonn(), CTX, weight=1.0,
+                           normalise="mean")
+  c = common.base_config()
+  common.add_bonn(c, w_lr=0.01, kernel_normalise="per_weight")
+  with pytest.raises(validation.ConfigError, match="config.bonn_kernel_normalise"):
+    validation.validate(c)
+
+
 def test_feature_term_waits_for_start_epoch():
   model = TinyBonn()
   term = loss_terms.method_term(
@@ -181,8 +214,13 @@ def test_bonn_runs_saved_before_decoupling_resume(tmp_path):
   common.add_bonn(c, w_lr=0.01)
   old = json.loads(c.to_json_best_effort())
   del old["bonn_kernel_decoupled"], old["loss_terms"]["bayesian_kernel"]["decoupled"]
+  del old["bonn_kernel_normalise"], old["loss_terms"]["bayesian_kernel"]["normalise"]
   (tmp_path / "config.json").write_text(json.dumps(old))
   assert trainer.config_differences(str(tmp_path), c) == {}
+  c.bonn_kernel_normalise = "kernel_mean"  # a later field away from its old value
+  assert trainer.config_differences(str(tmp_path), c)["bonn_kernel_normalise"] == (
+      "sum", "kernel_mean")
+  c.bonn_kernel_normalise = "sum"
   c.bonn_kernel_decoupled = True
   diff = trainer.config_differences(str(tmp_path), c)
   assert diff["bonn_kernel_decoupled"] == (False, True)
