@@ -1,6 +1,7 @@
 """experiments.sweep: points from config files, interruption and resumption, table."""
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -68,8 +69,10 @@ def test_invalid_point_fails_before_any_training(tmp_path):
 
 def test_sweep_interrupted_and_resumed_writes_the_table(tmp_path, monkeypatch, capsys):
   config = tiny(xnorpp_resnet18.get_config("dataset=mnist"))
-  # The config's first three points (xnor, case1, case2) keep the test short.
-  points = sweep.load_sweep("configs/xnorpp_resnet18.py", None)[:3]
+  config.binary_compute = "float"  # compiles faster than the packed forward
+  # Three points that differ in their seed only: one compiled program for the four
+  # runs (points from config files are checked above and in cli_test.py).
+  points = [sweep.Point(f"seed{i}", {"seed": i}) for i in range(3)]
   workdir = str(tmp_path)
 
   # First attempt: the second point dies right after its step-1 checkpoint.
@@ -88,20 +91,23 @@ def test_sweep_interrupted_and_resumed_writes_the_table(tmp_path, monkeypatch, c
     sweep.run_sweep(config, points, workdir, train_fn=train_fn)
   monkeypatch.setattr(ckpt_lib.Checkpointer, "save", real_save)
   interrupt[0] = False
-  assert calls == ["xnor", "case1"]
+  assert calls == ["seed0", "seed1"]
 
   # Second attempt: finished points are read, the interrupted one resumes.
   calls.clear()
   capsys.readouterr()
   rows = sweep.run_sweep(config, points, workdir, train_fn=train_fn)
-  assert calls == ["case1", "case2"]
+  assert calls == ["seed1", "seed2"]
   assert "Resuming from the checkpoint of step 1" in capsys.readouterr().out
   assert [r["status"] for r in rows] == ["done (earlier)"] + ["done"] * 2
   assert all(r["step"] == 2 for r in rows)
+  for i in range(3):  # each point trained its own config
+    assert json.load(open(tmp_path / f"seed{i}" / "config.json"))["seed"] == i
 
   csv_path, md_path = sweep.write_table(rows, workdir, "xnorpp_resnet18")
   table = list(csv.DictReader(open(csv_path)))
-  assert [r["point"] for r in table] == ["xnor", "case1", "case2"]
+  assert [r["point"] for r in table] == ["seed0", "seed1", "seed2"]
+  assert [r["seed"] for r in table] == ["0", "1", "2"]
   best = max(rows, key=lambda r: r["test/top1"])
   md = open(md_path).read()
   assert md.count("(best)") == 1 and f"Best: `{best['point']}`" in md
