@@ -21,8 +21,10 @@ from tests.train.trainer_test import tiny_config
 
 
 def _config(method="xnor", **kw):
+  # The float compute path: what is loaded and derived does not depend on it, and it
+  # compiles faster than CPU's packed forward.
   c = tiny_config("resnet18", method, dataset="mnist", num_train_examples=32,
-                  num_test_examples=16, num_train_steps=2)
+                  num_test_examples=16, num_train_steps=2, binary_compute="float")
   if method == "bonn":
     common.add_bonn(c, w_lr=1e-4)
   c.update(kw)
