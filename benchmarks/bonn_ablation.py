@@ -67,13 +67,14 @@ KERNEL_LOSS = ("config", "coupled", "decoupled")
 
 
 def ablation_points(table2: dict, *, seeds, steps: int, width: int,
-                    test_examples: int | None, kernel_loss: str = "config") -> list:
+                    test_examples: int | None, kernel_loss: str = "config",
+                    train_examples: int | None = None) -> list:
   """The sweep points to train: each Table 2 point once per seed, with this
   benchmark's budget; named ``<variant>_seed<s>``. ``kernel_loss`` (one of
   :data:`KERNEL_LOSS`) overrides ``bonn_kernel_decoupled`` unless it is ``config``."""
   from experiments import sweep
   budget = {"num_train_steps": steps, "model_kwargs.width": width,
-            "num_test_examples": test_examples,
+            "num_train_examples": train_examples, "num_test_examples": test_examples,
             "histogram_every_steps": steps,  # records at step 0 and at the end
             "checkpoint_every_steps": steps, "log_every_steps": max(steps // 10, 1),
             "progress": False}
@@ -103,7 +104,8 @@ def run(args) -> dict:
   table2 = {v: table2[v] for v in args.variants}
   points = ablation_points(table2, seeds=args.seeds, steps=args.steps, width=args.width,
                            test_examples=args.test_examples,
-                           kernel_loss=args.kernel_loss)
+                           kernel_loss=args.kernel_loss,
+                           train_examples=args.train_examples)
   swept, seconds = sweep_runs.train_points(config, points, args.workdir,
                                            "benchmarks.bonn_ablation")
   rows = {}
@@ -167,6 +169,8 @@ def main(argv=None):
   p.add_argument("--steps", type=int, default=450)
   p.add_argument("--width", type=int, default=16)
   p.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[0])
+  p.add_argument("--train_examples", type=int, default=None,
+                 help="train on the first N training examples (default: all)")
   p.add_argument("--test_examples", type=int, default=None)
   p.add_argument("--variants", default=",".join(PAPER),
                  type=lambda s: [v.strip() for v in s.split(",") if v.strip()],
