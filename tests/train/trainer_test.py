@@ -53,7 +53,8 @@ def tiny_config(model="resnet18", method="xnor", **kw):
 # faster than CPU's default (packed forward, packed eval model); that the packed path
 # gives the same training step and eval counts for these methods is checked in
 # tests/nn/compute_test.py, and the default path runs through the trainer in
-# test_short_real_run_learns_mnist and in the CLI tests.
+# test_short_real_run_learns_mnist, the VGG-7 runs below, reliability_test.py and
+# parallel_test.py.
 METHODS = ["fp", "xnor", "xnor_cf_2", "xnorpp_3", "bonn"]
 CASES = [("resnet18", m) for m in METHODS] + [("wrn22", "bonn")]
 
