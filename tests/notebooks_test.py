@@ -39,10 +39,9 @@ def test_notebook_runs_in_smoke_mode(path, tmp_path, monkeypatch):
   monkeypatch.setenv("BNNJAX_NOTEBOOK_WORKDIR", str(tmp_path / "runs"))
   monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
       p for p in (ROOT, os.environ.get("PYTHONPATH")) if p))
-  # The kernel reuses compiled programs across runs, like the test session does.
-  monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", os.path.join(
-      ROOT, ".pytest_cache", "jax_compilation_cache"))
-  monkeypatch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+  # The kernel inherits the session's environment as tests/conftest.py set it: its
+  # XLA flags, and its compile cache, so that it reuses the programs the session
+  # compiled and the other way round.
   monkeypatch.setenv("MPLBACKEND", "Agg")
   client = nbclient.NotebookClient(
       nb, timeout=600, kernel_name="python3",
