@@ -38,9 +38,11 @@ def test_packed_and_float_agree_in_a_training_step(method, pad_value):
       m = nnx.merge(graphdef, params, jax.tree.map(lambda a: a, rest))
       logits = m(x, train=True)
       return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), logits
-    (l, logits), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(params, rest)
-    eval_logits = jax.jit(lambda p, r: nnx.merge(graphdef, p, r)(x))(params, rest)
-    out[compute] = (l, logits, grads, eval_logits)
+
+    def step(params, rest):  # one program per backend: training step and eval forward
+      (l, logits), grads = jax.value_and_grad(loss, has_aux=True)(params, rest)
+      return l, logits, grads, nnx.merge(graphdef, params, rest)(x)
+    out[compute] = jax.jit(step)(params, rest)
   (lf, yf, gf, ef), (lp, yp, gp, ep) = out["float"], out["packed"]
   # The ±1 products are integers either way: forward values are equal.
   np.testing.assert_array_equal(yp, yf)
