@@ -108,15 +108,14 @@ def term_arrays(model, x, y, *, lam: float, nu: float) -> dict:
   def ce(m):
     return optax.softmax_cross_entropy_with_integer_labels(m(x, train=True), y).mean()
 
-  def kernel(m, nu_, per_filter=False, modulation=True):
+  def kernel(m, nu_, normalise="sum", modulation=True):
     # modulation=False: w = 0, so the reconstruction term ||k̂ − 0||² (k̂ a constant
     # sign) has no gradient in k and only the ν-terms' gradient is left, computed
     # directly rather than as a difference that float32 cancels
     return 0.5 * lam * sum(bayesian.bayesian_kernel_loss(
         l.kernel[...], l.bonn_modulation[...] * (1.0 if modulation else 0.0),
-        l.bonn_mu[...], l.bonn_log_sigma[...],
-        nu=nu_) / (l.kernel[...].size // l.kernel[...].shape[-1] if per_filter else 1)
-        for l in bonn.layers(m))
+        l.bonn_mu[...], l.bonn_log_sigma[...], nu=nu_)
+        / bonn.kernel_loss_count(l.kernel.shape, normalise) for l in bonn.layers(m))
 
   def latent(grads):
     return np.concatenate([np.asarray(v).reshape(-1) for v in
@@ -124,7 +123,7 @@ def term_arrays(model, x, y, *, lam: float, nu: float) -> dict:
   grad = lambda f: latent(nnx.jit(nnx.grad(f))(model))
   return {"ce": grad(ce), "reconstruction": grad(lambda m: kernel(m, 0.0)),
           "prior": grad(lambda m: kernel(m, nu, modulation=False)),
-          "kernel_mean": grad(lambda m: kernel(m, 0.0, per_filter=True)),
+          "kernel_mean": grad(lambda m: kernel(m, 0.0, normalise="kernel_mean")),
           "k": latent(nnx.state(model, nn.LatentWeight)),
           "sigma": np.concatenate([np.exp(np.asarray(l.bonn_log_sigma[...]))
                                    for l in bonn.layers(model)])}

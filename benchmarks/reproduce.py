@@ -610,7 +610,7 @@ def recorded_runs(previous: Mapping | None, table: Table, args) -> dict:
   change a run (:data:`_RUN_SETTINGS`) equal this command's and the variant's
   overrides and config argument equal the table's now; anything else is trained
   again. ``--retrain_recorded`` ignores the records."""
-  if not previous or getattr(args, "retrain_recorded", False):
+  if not previous or args.retrain_recorded:
     return {}
   now = table_settings(table, args)
   then = previous.get("settings", {})
@@ -1024,16 +1024,16 @@ def run(args, command: str) -> dict:
     recorded = {}
     for key in keys:
       recorded.update(recorded_runs(previous.get(key), TABLES[key], args))
-    # a recorded run is not trained again, unless an unfinished fine-tune starts
-    # from it (the record has its accuracy, not its checkpoint)
-    sources = {point.overrides["init_from"] for _, point in points[sub].values()
-               if "init_from" in point.overrides
-               and finished_result(workdir, point.name) is None
-               and point.name not in recorded}
+    # a recorded run whose directory is gone is not trained again, unless a
+    # fine-tune still to train starts from it (the record has its accuracy, not its
+    # checkpoint)
+    skip = {name for name in recorded if finished_result(workdir, name) is None}
+    skip -= {os.path.basename(point.overrides["init_from"])
+             for _, point in points[sub].values()
+             if "init_from" in point.overrides and point.name not in skip
+             and finished_result(workdir, point.name) is None}
     group = [(config, point) for config, point in points[sub].values()
-             if point.name not in recorded
-             or finished_result(workdir, point.name) is not None
-             or os.path.join(workdir, point.name) in sources]
+             if point.name not in skip]
     if len(group) < len(points[sub]):
       print(f"{len(points[sub]) - len(group)} run(s) of {workdir} taken from "
             f"{os.path.join(args.out, STEM)}.json, not trained again "

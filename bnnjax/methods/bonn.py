@@ -27,6 +27,8 @@ Training adds two loss terms (Eq. 10: ``L = CE + L_K + L_F``):
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -83,6 +85,14 @@ def layers(model: nnx.Module) -> list:
 KERNEL_NORMALISATIONS = ("sum", "kernel_mean", "layer_mean")
 
 
+def kernel_loss_count(kernel_shape, normalise: str) -> int:
+  """``n_l``, what a layer's kernel loss is divided by under ``normalise`` (one of
+  :data:`KERNEL_NORMALISATIONS`): 1 (``sum``), the elements of one filter
+  ``kh·kw·c_in`` (``kernel_mean``) or of the whole kernel (``layer_mean``)."""
+  size = math.prod(kernel_shape)
+  return {"sum": 1, "kernel_mean": size // kernel_shape[-1], "layer_mean": size}[normalise]
+
+
 def kernel_term(model: nnx.Module, ctx=None, *, nu: float = 1e-4, normalise: str = "sum"):
   """The ``bayesian_kernel`` loss term: ``fn(model, batch, outputs) = Σ_layers L_K^l / n_l``
   over the model's BONN layers (:func:`bnnjax.losses.bayesian_kernel_loss` with ``ν``).
@@ -106,15 +116,11 @@ def kernel_term(model: nnx.Module, ctx=None, *, nu: float = 1e-4, normalise: str
     raise ValueError(
         "config.loss_terms.bayesian_kernel needs BONN layers: set config.method='bonn'.")
 
-  def count(kernel) -> int:
-    if normalise == "sum":
-      return 1
-    return kernel.size // (kernel.shape[-1] if normalise == "kernel_mean" else 1)
-
   def fn(model, batch, outputs):
     return sum((bayesian.bayesian_kernel_loss(l.kernel[...], l.bonn_modulation[...],
                                               l.bonn_mu[...], l.bonn_log_sigma[...], nu=nu)
-                / count(l.kernel[...]) for l in layers(model)), jnp.zeros(()))
+                / kernel_loss_count(l.kernel.shape, normalise) for l in layers(model)),
+               jnp.zeros(()))
   return fn
 
 
