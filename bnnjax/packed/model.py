@@ -49,6 +49,7 @@ from flax import nnx
 from bnnjax import kernels
 from bnnjax import models
 from bnnjax import nn
+from bnnjax.flat_tree import FlatTree
 from bnnjax.kernels import float_conv
 from bnnjax.nn import layers as layers_lib
 from bnnjax.quant import registry as quantizers
@@ -269,11 +270,13 @@ def inference_fn(model: nnx.Module):
   """``x ↦ model(x, train=False)`` jit-compiled (``model``'s state passed as an argument,
   so its arrays are not baked into the program). Works for packed and unpacked models."""
   graphdef, state = nnx.split(model)
+  flat = FlatTree.of(state)  # flattened once, not per call (bnnjax.flat_tree)
 
   @jax.jit
-  def run(state, x):
-    return nnx.merge(graphdef, state)(x, train=False)
-  return lambda x: run(state, jnp.asarray(x))
+  def run(flat, x):
+    return nnx.merge(graphdef, flat.tree())(x, train=False)
+  return lambda x: run(flat, x if isinstance(x, (jax.Array, np.ndarray))
+                       else jnp.asarray(x))
 
 
 # ------------------------------------------------------------------------ save / load

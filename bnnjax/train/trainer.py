@@ -36,6 +36,7 @@ from bnnjax import methods
 from bnnjax import models
 from bnnjax import nn
 from bnnjax import packed as packed_lib
+from bnnjax.flat_tree import FlatTree
 from bnnjax.train import bop as bop_lib
 from bnnjax.train import checkpoint as ckpt_lib
 from bnnjax.train import diagnostics
@@ -444,6 +445,7 @@ class EvalStep:
       return state
 
     def eval_fn(prepared, batch):
+      prepared = prepared.tree()
       if self.packed:
         model = nnx.merge(self._packed_graphdef, prepared)
         logits = model(batch["image"], train=False)
@@ -458,10 +460,13 @@ class EvalStep:
                                    out_shardings=parallel.replicated(mesh))
     self._step = jax.jit(eval_fn, out_shardings=parallel.replicated(mesh))
 
-  def prepare(self, state: TrainState):
+  def prepare(self, state: TrainState) -> FlatTree:
+    """What every batch of one evaluation needs, flattened once
+    (:mod:`bnnjax.flat_tree`: a step then dispatches a list of arrays, not ~140 NNX
+    Variables to flatten in Python)."""
     if self.packed:
-      return self._prepare_packed(state.params, state.rest)
-    return (state.params, state.rest)
+      return FlatTree.of(self._prepare_packed(state.params, state.rest))
+    return FlatTree.of((state.params, state.rest))
 
   def __call__(self, prepared, batch) -> dict[str, jax.Array]:
     return self._step(prepared, batch)
