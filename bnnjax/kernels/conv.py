@@ -15,6 +15,13 @@ is computed with a +1 border and corrected by
 (the padded taps contributed ``+1·sign(W)`` instead of 0; Larq Compute Engine does the
 same). ``s = 2·popcount(W_packed[t, :, o]) − c_in`` comes from the packed kernel, and
 the correction map is a tiny conv of the border indicator with ``s``.
+
+Taps that read only the border. On small maps some kernel taps never reach a real
+pixel (a 3×3 kernel on a 1×1 map with padding 1: every tap but the centre), so the
+product runs over the hull of the *live* taps only (:func:`live_tap_hull`), on the
+input cropped or padded to that hull's geometry: with a 0 border a dead tap adds 0,
+with a +1 border it adds ``s[t, o]`` to every output, added back as a constant. On
+ResNet-18's last stage at batch 1 that is 16 words per output instead of 144.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import numpy as np
 from jax import lax
 
 from bnnjax.kernels import api
+from bnnjax.kernels.float_conv import valid_range
 from bnnjax.kernels.packing import num_words
 from bnnjax.kernels.packing import pack_bits
 from bnnjax.kernels.packing import popcount_sum
@@ -80,6 +88,24 @@ def pad_correction(w_packed: jax.Array, in_features: int, in_hw, strides,
                                   padding="VALID",
                                   dimension_numbers=("NHWC", "HWIO", "NHWC"))
   return jnp.round(corr[0]).astype(jnp.int32)
+
+
+def live_tap_hull(kernel_size, strides, pads, in_hw) -> tuple[tuple[int, int], ...] | None:
+  """Per spatial axis, the first and last kernel tap (inclusive) that reads a real
+  pixel at some output position of the padded conv: ``((i0, i1), (j0, j1))``; ``None``
+  when no tap does (a stride that steps over the whole map).
+
+  Taps outside the hull read only the border at every output. The hull may hold dead
+  taps between live ones (a stride larger than the map); those are computed as usual.
+  """
+  hull = []
+  for k, s, (lo, hi), size in zip(kernel_size, strides, pads, in_hw):
+    out = (size + lo + hi - k) // s + 1
+    live = [i for i in range(k) if valid_range(i, size, out, s, lo)[1] > 0]
+    if not live:
+      return None
+    hull.append((live[0], live[-1]))
+  return tuple(hull)
 
 
 def im2col_packed(x_packed: jax.Array, kernel_size, strides, pads,
@@ -144,12 +170,43 @@ def binary_conv_packed(x_packed: jax.Array, w_packed: jax.Array, *, in_features:
   kh, kw, _, c_out = w_packed.shape
   n, h, w, _ = x_packed.shape
   pads = conv_pads(padding, (kh, kw), strides, (h, w))
+  ho, wo = ((h + sum(pads[0]) - kh) // strides[0] + 1,
+            (w + sum(pads[1]) - kw) // strides[1] + 1)
+  if ho < 1 or wo < 1:
+    raise ValueError(f"binary_conv: a {kh}×{kw} kernel does not fit the padded input "
+                     f"{h + sum(pads[0])}×{w + sum(pads[1])}.")
+  hull = live_tap_hull((kh, kw), strides, pads, (h, w))
+  if hull is None:  # every output reads only the border: Σ_t s[t, o] of a +1 border, or 0
+    s = tap_sums(w_packed, in_features) if sums is None else sums
+    border = jnp.sum(s, axis=(0, 1)) if pad_value == 1.0 else jnp.zeros((c_out,), jnp.int32)
+    return jnp.broadcast_to(border.astype(jnp.int32), (n, ho, wo, c_out))
+  (i0, i1), (j0, j1) = hull
+  dead_sum = 0
+  if (i0, i1, j0, j1) != (0, kh - 1, 0, kw - 1):
+    # Only the hull's taps, on the border that the hull reads (module docstring).
+    if pad_value == 1.0:
+      s = tap_sums(w_packed, in_features) if sums is None else sums
+      dead_sum = jnp.sum(s, axis=(0, 1)) - jnp.sum(s[i0:i1 + 1, j0:j1 + 1], axis=(0, 1))
+    w_packed = w_packed[i0:i1 + 1, j0:j1 + 1]
+    sums = None if sums is None else sums[i0:i1 + 1, j0:j1 + 1]
+    kh, kw = i1 - i0 + 1, j1 - j0 + 1
+    # The padded extent the hull's taps read: (out − 1)·stride + k rows from the
+    # border's start moved by the hull's first tap; real pixels past it are cropped.
+    geometry = []
+    for (lo, _), t0, o, st, k, size in zip(pads, (i0, j0), (ho, wo), strides, (kh, kw),
+                                           (h, w)):
+      lo, extent = lo - t0, (o - 1) * st + k
+      size = min(size, extent - lo)
+      geometry.append(((lo, extent - lo - size), size))
+    pads = tuple(g[0] for g in geometry)
+    h, w = (g[1] for g in geometry)
+    x_packed = x_packed[:, :h, :w]
   patches = im2col_packed(x_packed, (kh, kw), strides, pads, in_features)
-  _, ho, wo, kwords = patches.shape
+  kwords = patches.shape[-1]
   y = api.xnor_matmul(patches.reshape(n * ho * wo, kwords),
                       w_packed.reshape(kwords, c_out), kh * kw * in_features,
                       implementation=implementation, interpret=interpret)
-  y = y.reshape(n, ho, wo, c_out)
+  y = y.reshape(n, ho, wo, c_out) + dead_sum
   if pad_value == 0.0 and any(p for pair in pads for p in pair):
     y = y - pad_correction(w_packed, in_features, (h, w), strides, pads, sums)
   return y

@@ -61,7 +61,7 @@ def _out_size(size, k, s, lo, hi):
   return (size + lo + hi - k) // s + 1
 
 
-def _valid_range(i, size, out, stride, lo):
+def valid_range(i, size, out, stride, lo):
   """Output indices ``o`` whose input index ``o·stride + i − lo`` is inside ``[0, size)``:
   ``(first, count)`` (count 0 when the tap reads only border)."""
   first = max(0, -(-(lo - i) // stride))
@@ -168,9 +168,9 @@ def _conv_taps(x, w, strides, pads, pad_value, precision, out_dtype):
   y = None
   border = np.zeros((ho, wo, kh * kw), np.float32)
   for i in range(kh):
-    oh0, nh = _valid_range(i, h, ho, strides[0], lo_h)
+    oh0, nh = valid_range(i, h, ho, strides[0], lo_h)
     for j in range(kw):
-      ow0, nw = _valid_range(j, wd, wo, strides[1], lo_w)
+      ow0, nw = valid_range(j, wd, wo, strides[1], lo_w)
       border[:, :, i * kw + j] = 1.0
       if nh == 0 or nw == 0:
         continue

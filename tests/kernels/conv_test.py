@@ -58,6 +58,33 @@ class _BinaryConvTests:
       np.testing.assert_array_equal(self.conv(x, w, **kw),
                                     binary_conv_reference(x, w, **kw))
 
+  def test_small_maps_where_taps_read_only_the_border(self):
+    # 1×1 and 2×2 maps (ResNet-18's last stages), a stride stepping over the map and
+    # asymmetric pads: the product runs over the live taps' hull only
+    # (kernels.conv.live_tap_hull), and must still equal the full conv exactly.
+    cases = [((1, 1, 1, 35, 3, 4), 1, ((1, 1), (1, 1))),
+             ((2, 2, 2, 6, 3, 3), 2, ((1, 1), (1, 1))),
+             ((1, 2, 3, 5, 3, 2), 1, "SAME"),
+             ((1, 1, 2, 4, 1, 3), 3, ((2, 0), (0, 1))),  # no tap reaches a pixel
+             ((1, 3, 1, 4, 5, 2), (2, 1), ((3, 1), (2, 2)))]
+    for g, stride, padding in cases:
+      x, w = _data(*g)
+      for pad_value in (0.0, 1.0):
+        kw = dict(strides=stride, padding=padding, pad_value=pad_value)
+        np.testing.assert_array_equal(self.conv(x, w, **kw),
+                                      binary_conv_reference(x, w, **kw),
+                                      err_msg=str((g, kw)))
+
+
+def test_live_tap_hull():
+  from bnnjax.kernels.conv import live_tap_hull
+  pad1 = ((1, 1), (1, 1))
+  assert live_tap_hull((3, 3), (1, 1), pad1, (1, 1)) == ((1, 1), (1, 1))
+  assert live_tap_hull((3, 3), (2, 2), pad1, (2, 2)) == ((1, 2), (1, 2))
+  assert live_tap_hull((3, 3), (1, 1), pad1, (2, 2)) == ((0, 2), (0, 2))
+  assert live_tap_hull((3, 3), (1, 1), pad1, (7, 1)) == ((0, 2), (1, 1))
+  assert live_tap_hull((1, 1), (3, 3), ((2, 0), (0, 0)), (1, 1)) is None
+
 
 class TestXla(_BinaryConvTests):
   implementation = "xla"
