@@ -32,6 +32,7 @@ import numpy as np
 from jax import lax
 
 from bnnjax.kernels import api
+from bnnjax.kernels.float_conv import out_size
 from bnnjax.kernels.float_conv import valid_range
 from bnnjax.kernels.packing import num_words
 from bnnjax.kernels.packing import pack_bits
@@ -100,7 +101,7 @@ def live_tap_hull(kernel_size, strides, pads, in_hw) -> tuple[tuple[int, int], .
   """
   hull = []
   for k, s, (lo, hi), size in zip(kernel_size, strides, pads, in_hw):
-    out = (size + lo + hi - k) // s + 1
+    out = out_size(size, k, s, lo, hi)
     live = [i for i in range(k) if valid_range(i, size, out, s, lo)[1] > 0]
     if not live:
       return None
@@ -128,10 +129,7 @@ def im2col_packed(x_packed: jax.Array, kernel_size, strides, pads,
     x_packed = jnp.where(inside, jnp.pad(x_packed, ((0, 0), (lo_h, hi_h), (lo_w, hi_w),
                                                     (0, 0))), one)
   hp, wp = x_packed.shape[1:3]
-  ho, wo = (hp - kh) // sh + 1, (wp - kw) // sw + 1
-  if ho < 1 or wo < 1:
-    raise ValueError(f"binary_conv: a {kh}×{kw} kernel does not fit the padded input "
-                     f"{hp}×{wp}.")
+  ho, wo = out_size(hp, kh, sh, 0, 0), out_size(wp, kw, sw, 0, 0)
   taps = [x_packed[:, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw, :]
           for i in range(kh) for j in range(kw)]
   return jnp.concatenate(taps, axis=-1)
@@ -170,25 +168,26 @@ def binary_conv_packed(x_packed: jax.Array, w_packed: jax.Array, *, in_features:
   kh, kw, _, c_out = w_packed.shape
   n, h, w, _ = x_packed.shape
   pads = conv_pads(padding, (kh, kw), strides, (h, w))
-  ho, wo = ((h + sum(pads[0]) - kh) // strides[0] + 1,
-            (w + sum(pads[1]) - kw) // strides[1] + 1)
+  ho, wo = out_size(h, kh, strides[0], *pads[0]), out_size(w, kw, strides[1], *pads[1])
   if ho < 1 or wo < 1:
     raise ValueError(f"binary_conv: a {kh}×{kw} kernel does not fit the padded input "
                      f"{h + sum(pads[0])}×{w + sum(pads[1])}.")
+  if sums is None and any(p for pair in pads for p in pair):
+    sums = tap_sums(w_packed, in_features)  # the border's corrections need them
   hull = live_tap_hull((kh, kw), strides, pads, (h, w))
   if hull is None:  # every output reads only the border: Σ_t s[t, o] of a +1 border, or 0
-    s = tap_sums(w_packed, in_features) if sums is None else sums
-    border = jnp.sum(s, axis=(0, 1)) if pad_value == 1.0 else jnp.zeros((c_out,), jnp.int32)
+    border = (jnp.sum(sums, axis=(0, 1)) if pad_value == 1.0
+              else jnp.zeros((c_out,), jnp.int32))
     return jnp.broadcast_to(border.astype(jnp.int32), (n, ho, wo, c_out))
   (i0, i1), (j0, j1) = hull
   dead_sum = 0
   if (i0, i1, j0, j1) != (0, kh - 1, 0, kw - 1):
     # Only the hull's taps, on the border that the hull reads (module docstring).
     if pad_value == 1.0:
-      s = tap_sums(w_packed, in_features) if sums is None else sums
-      dead_sum = jnp.sum(s, axis=(0, 1)) - jnp.sum(s[i0:i1 + 1, j0:j1 + 1], axis=(0, 1))
+      dead_sum = (jnp.sum(sums, axis=(0, 1))
+                  - jnp.sum(sums[i0:i1 + 1, j0:j1 + 1], axis=(0, 1)))
     w_packed = w_packed[i0:i1 + 1, j0:j1 + 1]
-    sums = None if sums is None else sums[i0:i1 + 1, j0:j1 + 1]
+    sums = sums[i0:i1 + 1, j0:j1 + 1]
     kh, kw = i1 - i0 + 1, j1 - j0 + 1
     # The padded extent the hull's taps read: (out − 1)·stride + k rows from the
     # border's start moved by the hull's first tap; real pixels past it are cropped.

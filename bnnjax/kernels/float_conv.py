@@ -57,7 +57,8 @@ def _pair(v, name) -> tuple[int, int]:
   return v
 
 
-def _out_size(size, k, s, lo, hi):
+def out_size(size, k, s, lo, hi):
+  """Output length of a conv of kernel ``k``, stride ``s``, pads ``lo``/``hi``."""
   return (size + lo + hi - k) // s + 1
 
 
@@ -124,8 +125,8 @@ def choose_lowering(x_shape, w_shape, strides, pads, platform: str | None = None
     return "xla"
   n, h, w, c_in = x_shape
   kh, kw, _, c_out = w_shape
-  ho = _out_size(h, kh, strides[0], *pads[0])
-  wo = _out_size(w, kw, strides[1], *pads[1])
+  ho = out_size(h, kh, strides[0], *pads[0])
+  wo = out_size(w, kw, strides[1], *pads[1])
   macs = n * ho * wo * kh * kw * c_in * c_out
   if macs < SMALL_CONV_MACS:
     return "xla"
@@ -161,8 +162,8 @@ def _conv_taps(x, w, strides, pads, pad_value, precision, out_dtype):
   n, h, wd, c_in = x.shape
   kh, kw, _, c_out = w.shape
   (lo_h, hi_h), (lo_w, hi_w) = pads
-  ho = _out_size(h, kh, strides[0], lo_h, hi_h)
-  wo = _out_size(wd, kw, strides[1], lo_w, hi_w)
+  ho = out_size(h, kh, strides[0], lo_h, hi_h)
+  wo = out_size(wd, kw, strides[1], lo_w, hi_w)
   # Shift the input so that index o·s + i addresses the unpadded pixel o·s + i − lo.
   # Only real pixels are ever read, so the shift is a coordinate change, not a copy.
   y = None
@@ -197,8 +198,8 @@ def _conv_im2col(x, w, strides, pads, pad_value, precision, out_dtype):
   n = x.shape[0]
   kh, kw, c_in, c_out = w.shape
   xp = jnp.pad(x, ((0, 0), *pads, (0, 0)), constant_values=pad_value)
-  ho = _out_size(xp.shape[1], kh, strides[0], 0, 0)
-  wo = _out_size(xp.shape[2], kw, strides[1], 0, 0)
+  ho = out_size(xp.shape[1], kh, strides[0], 0, 0)
+  wo = out_size(xp.shape[2], kw, strides[1], 0, 0)
   patches = jnp.concatenate(
       [_tap_slice(xp, i, j, strides, (0, 0), (ho, wo)) for i in range(kh)
        for j in range(kw)], axis=-1)
@@ -267,8 +268,8 @@ def conv2d(x: jax.Array, w: jax.Array, *, strides=1, padding="SAME",
                      f"got shapes {x.shape} and {w.shape}.")
   strides = _pair(strides, "strides")
   pads = conv_pads(padding, w.shape[:2], strides, x.shape[1:3])
-  ho = _out_size(x.shape[1], w.shape[0], strides[0], *pads[0])
-  wo = _out_size(x.shape[2], w.shape[1], strides[1], *pads[1])
+  ho = out_size(x.shape[1], w.shape[0], strides[0], *pads[0])
+  wo = out_size(x.shape[2], w.shape[1], strides[1], *pads[1])
   if ho < 1 or wo < 1:
     raise ValueError(f"conv2d: a {w.shape[0]}×{w.shape[1]} kernel does not fit the input "
                      f"{x.shape[1]}×{x.shape[2]} with padding {pads}.")
