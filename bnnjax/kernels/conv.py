@@ -32,6 +32,7 @@ import numpy as np
 from jax import lax
 
 from bnnjax.kernels import api
+from bnnjax.kernels import xla
 from bnnjax.kernels.float_conv import out_size
 from bnnjax.kernels.float_conv import valid_range
 from bnnjax.kernels.packing import num_words
@@ -109,9 +110,10 @@ def live_tap_hull(kernel_size, strides, pads, in_hw) -> tuple[tuple[int, int], .
   return tuple(hull)
 
 
-def im2col_packed(x_packed: jax.Array, kernel_size, strides, pads,
-                  in_features: int) -> jax.Array:
-  """Patches of packed pixels with a +1 border: ``(N, H_out, W_out, kh·kw·words)``.
+def packed_taps(x_packed: jax.Array, kernel_size, strides, pads,
+                in_features: int) -> list[jax.Array]:
+  """The ``kh·kw`` strided views of the input with a +1 border that the kernel's taps
+  read, row-major over ``(i, j)``: each ``(N, H_out, W_out, words)``.
 
   Args:
     x_packed: ``(N, H, W, words)`` uint32, pixels packed along channels.
@@ -130,9 +132,25 @@ def im2col_packed(x_packed: jax.Array, kernel_size, strides, pads,
                                                     (0, 0))), one)
   hp, wp = x_packed.shape[1:3]
   ho, wo = out_size(hp, kh, sh, 0, 0), out_size(wp, kw, sw, 0, 0)
-  taps = [x_packed[:, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw, :]
+  return [x_packed[:, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw, :]
           for i in range(kh) for j in range(kw)]
-  return jnp.concatenate(taps, axis=-1)
+
+
+def im2col_packed(x_packed: jax.Array, kernel_size, strides, pads,
+                  in_features: int) -> jax.Array:
+  """Patches of packed pixels with a +1 border: ``(N, H_out, W_out, kh·kw·words)``
+  (the :func:`packed_taps` concatenated along the words)."""
+  return jnp.concatenate(packed_taps(x_packed, kernel_size, strides, pads, in_features),
+                         axis=-1)
+
+
+def _direct_product(x_packed, w_packed, strides, pads, in_features) -> jax.Array:
+  """``Σ_{i,j,q} popcount(tap_ij[..., q] XOR W[i, j, q, :])`` as one elementwise sum
+  over the ``(N, H_out, W_out, c_out)`` output: no patch matrix is written."""
+  kh, kw, words, _ = w_packed.shape
+  taps = packed_taps(x_packed, (kh, kw), strides, pads, in_features)
+  return xla.popcount_terms((taps[i * kw + j][..., q:q + 1], w_packed[i, j, q])
+                            for i in range(kh) for j in range(kw) for q in range(words))
 
 
 def binary_conv_packed(x_packed: jax.Array, w_packed: jax.Array, *, in_features: int,
@@ -200,12 +218,20 @@ def binary_conv_packed(x_packed: jax.Array, w_packed: jax.Array, *, in_features:
     pads = tuple(g[0] for g in geometry)
     h, w = (g[1] for g in geometry)
     x_packed = x_packed[:, :h, :w]
-  patches = im2col_packed(x_packed, (kh, kw), strides, pads, in_features)
-  kwords = patches.shape[-1]
-  y = api.xnor_matmul(patches.reshape(n * ho * wo, kwords),
-                      w_packed.reshape(kwords, c_out), kh * kw * in_features,
-                      implementation=implementation, interpret=interpret)
-  y = y.reshape(n, ho, wo, c_out) + dead_sum
+  k = kh * kw * in_features
+  if (kh * kw * words <= xla.UNROLLED_MAX_WORDS
+      and api.resolve(implementation)[0] == "xla"):
+    # A short contraction on XLA: the taps' terms summed in one fusion, read straight
+    # from the input (docs/packed.md#binary-convolution).
+    y = k - 2 * _direct_product(x_packed, w_packed, strides, pads, in_features)
+  else:
+    patches = im2col_packed(x_packed, (kh, kw), strides, pads, in_features)
+    kwords = patches.shape[-1]
+    y = api.xnor_matmul(patches.reshape(n * ho * wo, kwords),
+                        w_packed.reshape(kwords, c_out), k,
+                        implementation=implementation, interpret=interpret)
+    y = y.reshape(n, ho, wo, c_out)
+  y = y + dead_sum
   if pad_value == 0.0 and any(p for pair in pads for p in pair):
     y = y - pad_correction(w_packed, in_features, (h, w), strides, pads, sums)
   return y

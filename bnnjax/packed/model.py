@@ -266,10 +266,29 @@ def float32_nbytes(model) -> int:
   return int(sum(4 * np.size(x) for x in jax.tree.leaves(nnx.state(model))))
 
 
-def inference_fn(model: nnx.Module):
-  """``x ↦ model(x, train=False)`` jit-compiled (``model``'s state passed as an argument,
-  so its arrays are not baked into the program). Works for packed and unpacked models."""
+def inference_fn(model: nnx.Module, *, constants: bool | None = None):
+  """``x ↦ model(x, train=False)`` jit-compiled, for packed and unpacked models.
+
+  The function holds ``model``'s arrays as they are now (later changes to ``model`` do
+  not reach it).
+
+  Args:
+    model: the model.
+    constants: compile the arrays into the program as constants, so that XLA computes
+      what depends on the weights alone once, at compile time (zero padding's border
+      corrections, batch norm's ``rsqrt``): with 135 arrays that also saves passing
+      them on every call, and made the packed ResNet-18 at batch 1 ~20% faster on a
+      2-core CPU. Otherwise they are one argument (:class:`~bnnjax.flat_tree.FlatTree`,
+      flattened once). Default (``None``): constants for a packed model (1-bit kernels,
+      small), an argument for an unpacked one, whose float kernels would be folded at
+      every compile (ResNet-18: 6.2 s against 4.2 s).
+  """
   graphdef, state = nnx.split(model)
+  if constants is None:
+    constants = getattr(model, "packed_format", None) == FORMAT
+  if constants:
+    baked = jax.jit(lambda x: nnx.merge(graphdef, state)(x, train=False))
+    return lambda x: baked(x if isinstance(x, (jax.Array, np.ndarray)) else jnp.asarray(x))
   flat = FlatTree.of(state)  # flattened once, not per call (bnnjax.flat_tree)
 
   @jax.jit

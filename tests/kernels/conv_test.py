@@ -14,6 +14,7 @@ from bnnjax.kernels import binary_conv_reference
 from bnnjax.kernels import binary_conv_ste
 from bnnjax.kernels import binary_dense
 from bnnjax.kernels import binary_dense_ste
+from bnnjax.kernels import xla
 from bnnjax.quant import ste_sign
 
 # (N, H, W, c_in, kh, c_out): odd sizes, c_in below / above one word, even kernel.
@@ -87,7 +88,19 @@ def test_live_tap_hull():
 
 
 class TestXla(_BinaryConvTests):
+  """Short contractions take the direct tap sum, 200 channels (63 words) im2col and
+  the blocked loop."""
   implementation = "xla"
+  geometries = GEOMETRIES + [(1, 4, 5, 200, 3, 6)]
+
+
+class TestXlaIm2col(_BinaryConvTests):
+  """im2col + the matmul on every geometry (the direct tap sum switched off)."""
+  implementation = "xla"
+
+  @pytest.fixture(autouse=True)
+  def _no_direct_product(self, monkeypatch):
+    monkeypatch.setattr(xla, "UNROLLED_MAX_WORDS", 0)
 
 
 class TestReference(_BinaryConvTests):

@@ -98,6 +98,27 @@ def test_eager_packed_model_is_bit_identical(method):
                                 np.asarray(model(x)))
 
 
+def test_inference_fn_with_arrays_as_constants_or_as_an_argument():
+  # A packed model compiles its arrays in as constants by default (XLA folds the
+  # weight-only parts once); both ways compute the same function, and the function
+  # keeps the arrays it was made with.
+  shape, kwargs = TINY["resnet18"]
+  model = models.get_model("resnet18", num_classes=6, input_shape=shape,
+                           spec=nn.method_spec("xnor"), rngs=nnx.Rngs(0), **kwargs)
+  _randomise(model)
+  pm = packed.pack_model(model)
+  x = jnp.asarray(np.random.default_rng(1).standard_normal((3, *shape)), jnp.float32)
+  eager = np.asarray(pm(x))
+  baked = packed.inference_fn(pm)
+  for fn in (baked, packed.inference_fn(pm, constants=False),
+             packed.inference_fn(model, constants=True)):
+    np.testing.assert_allclose(np.asarray(fn(x)), eager, rtol=1e-5, atol=1e-6)
+  before = np.asarray(baked(x))
+  _randomise(pm, seed=3)
+  np.testing.assert_array_equal(np.asarray(baked(x)), before)
+  assert not np.allclose(np.asarray(packed.inference_fn(pm)(x)), before)
+
+
 def test_binarized_kernels_are_32x_smaller_on_disk(tmp_path):
   model = models.get_model("resnet18", num_classes=10, input_shape=(28, 28, 1),
                            spec=nn.method_spec("xnor"), rngs=nnx.Rngs(0), width=32)
