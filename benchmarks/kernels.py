@@ -11,7 +11,8 @@ Every row times one exact ±1 product two ways in the same run and reports the r
   64-512 channels, the stride-2 ones included), batch 1 and 32:
   ``lax.conv_general_dilated`` of ±1 float32 data against
   :func:`bnnjax.kernels.binary_conv_packed` from the *float* activations, i.e.
-  including their sign, bit packing, im2col and the zero-padding correction; the
+  including their sign, bit packing, gathering the taps (im2col, or the direct tap
+  sum of short contractions) and the zero-padding correction; the
   kernel is packed offline.
 
 Times are the minimum over ``--repeats`` runs after a warm-up call (compilation
@@ -459,8 +460,8 @@ def format_markdown(results: dict) -> str:
                    f"{1e3 * t[packed]:.3f} | {s['f32']:.1f}× | {s['bf16']:.1f}× | "
                    f"{s['int8']:.1f}× |")
     lines += ["", "## ResNet-18 binary 3×3 convs, ImageNet geometry (pad 0, with "
-              "correction; packed time includes sign, packing and im2col of the "
-              "activations)", "",
+              "correction; packed time includes sign, packing and the taps' gather "
+              "of the activations)", "",
               "| batch | H=W | c_in→c_out | stride | f32 ms | packed ms | vs f32 |",
               "|---|---|---|---|---|---|---|"]
     for r in results["convs"]:

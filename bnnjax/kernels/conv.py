@@ -219,7 +219,7 @@ def binary_conv_packed(x_packed: jax.Array, w_packed: jax.Array, *, in_features:
     h, w = (g[1] for g in geometry)
     x_packed = x_packed[:, :h, :w]
   k = kh * kw * in_features
-  if (kh * kw * words <= xla.UNROLLED_MAX_WORDS
+  if (xla.unrolled_is_faster(kh * kw * words, c_out)
       and api.resolve(implementation)[0] == "xla"):
     # A short contraction on XLA: the taps' terms summed in one fusion, read straight
     # from the input (docs/packed.md#binary-convolution).

@@ -7,13 +7,15 @@ accumulator (one fused XLA loop per step, vectorised along ``N``). Blocking ``u`
 per step cuts the accumulator's memory traffic ``u``-fold compared with one word per
 step, and no ``(M, N, W)`` intermediate is ever materialised.
 
-For a short contraction (``W <= UNROLLED_MAX_WORDS``, e.g. a 3×3 conv over up to 160
-channels) there is no loop: the ``W`` terms ``popcount(a[m, w] XOR b[w, n])`` are summed
-elementwise in one loop fusion over the ``(M, N)`` output (:func:`unrolled_mismatches`),
-vectorised along ``N``. On a 2-core AVX-512 CPU that is 1.1-1.7× faster than the
-blocked loop (and than one reduce over ``W``) at ``W`` = 18 and 36 for every ``M``
-from 1 to 3136, equal at ``W = 72`` for ``M <= 4`` and 2-3× slower at ``W >= 72`` for
-larger ``M``.
+For a short contraction into few columns (``W <= UNROLLED_MAX_WORDS``, e.g. a 3×3 conv
+over up to 160 channels, and ``N <= UNROLLED_MAX_COLUMNS``) there is no loop: the ``W``
+terms ``popcount(a[m, w] XOR b[w, n])`` are summed elementwise in one loop fusion over
+the ``(M, N)`` output (:func:`unrolled_mismatches`), vectorised along ``N``. On a 2-core
+AVX-512 CPU that is 1.1-1.7× faster than the blocked loop (and than one reduce over
+``W``) at ``W`` = 18 and 36, ``N`` = 64 and 128, for every ``M`` from 1 to 3136; at
+``N = 256`` about equal; at ``N >= 512`` up to 5× slower (1024×32 words×1024: 4.0
+against 0.75 ms), and 2-3× slower at ``W >= 72`` for ``M >= 49``. Otherwise a
+contraction of up to ``FUSED_MAX_WORDS`` words is one reduce without a loop.
 
 Measured on a 2-core AVX-512 CPU against an f32 ``jnp.dot`` of the ±1 matrices
 (``benchmarks/kernels.py`` has the current numbers): one word per step is ~20× at
@@ -28,8 +30,17 @@ from jax import lax
 
 # Words reduced per loop step (best of 2, 4, 8 on the benchmark shapes).
 BLOCK_WORDS = 8
-# Up to this many words the terms are summed without a loop (unrolled_mismatches).
+# Up to this many words and output columns the terms are summed without a loop
+# (unrolled_mismatches); otherwise up to FUSED_MAX_WORDS words are one reduce.
 UNROLLED_MAX_WORDS = 48
+UNROLLED_MAX_COLUMNS = 256
+FUSED_MAX_WORDS = 24
+
+
+def unrolled_is_faster(words: int, columns: int) -> bool:
+  """Whether :func:`unrolled_mismatches` is the faster form for ``W`` words and ``N``
+  output columns (module docstring)."""
+  return words <= UNROLLED_MAX_WORDS and columns <= UNROLLED_MAX_COLUMNS
 
 
 def _block(a_t: jax.Array, b: jax.Array) -> jax.Array:
@@ -63,16 +74,19 @@ def mismatches(a_packed: jax.Array, b_packed: jax.Array, *,
   Args:
     a_packed: ``(M, W)`` uint32.
     b_packed: ``(W, N)`` uint32.
-    block_words: words per loop step; default :data:`BLOCK_WORDS`, or no loop
-      (:func:`unrolled_mismatches`) when ``W <= UNROLLED_MAX_WORDS``.
+    block_words: words per loop step; default :data:`BLOCK_WORDS`, or no loop:
+      :func:`unrolled_mismatches` when :func:`unrolled_is_faster`, else one reduce
+      over the words when ``W <= FUSED_MAX_WORDS``.
   """
   m, w = a_packed.shape
   n = b_packed.shape[1]
-  if block_words is None:
-    if w <= UNROLLED_MAX_WORDS:
-      return unrolled_mismatches(a_packed, b_packed)
-    block_words = BLOCK_WORDS
   a_t = a_packed.T  # (W, M): word rows are contiguous, like b's.
+  if block_words is None:
+    if unrolled_is_faster(w, n):
+      return unrolled_mismatches(a_packed, b_packed)
+    if w <= FUSED_MAX_WORDS:
+      return _block(a_t, b_packed)
+    block_words = BLOCK_WORDS
   u = max(1, min(int(block_words), w))
   full = w // u
 

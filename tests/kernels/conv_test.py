@@ -88,10 +88,10 @@ def test_live_tap_hull():
 
 
 class TestXla(_BinaryConvTests):
-  """Short contractions take the direct tap sum, 200 channels (63 words) im2col and
-  the blocked loop."""
+  """Short contractions take the direct tap sum; 200 channels (63 words) and 300
+  output channels im2col and the blocked loop or one reduce."""
   implementation = "xla"
-  geometries = GEOMETRIES + [(1, 4, 5, 200, 3, 6)]
+  geometries = GEOMETRIES + [(1, 4, 5, 200, 3, 6), (1, 3, 3, 40, 3, 300)]
 
 
 class TestXlaIm2col(_BinaryConvTests):

@@ -69,6 +69,19 @@ class TestXla(_XnorMatmulTests):
   matmul = staticmethod(jax.jit(xla.xnor_matmul, static_argnums=2))
 
 
+class TestXlaWideColumns(_XnorMatmulTests):
+  """More than UNROLLED_MAX_COLUMNS columns: one reduce (W <= FUSED_MAX_WORDS) or the
+  blocked loop, instead of the unrolled sum the default shapes take."""
+
+  matmul = staticmethod(jax.jit(xla.xnor_matmul, static_argnums=2))
+  shapes = [(2, 100, 300), (3, 1000, 257)]
+
+  def test_the_shapes_take_the_other_paths(self):
+    assert not xla.unrolled_is_faster(4, 300) and 4 <= xla.FUSED_MAX_WORDS
+    assert not xla.unrolled_is_faster(32, 257) and 32 > xla.FUSED_MAX_WORDS
+    assert xla.unrolled_is_faster(32, 9)  # (1, 1000, 9) of SHAPES
+
+
 class TestXlaSmallBlocks(_XnorMatmulTests):
   """The blocked loop with a tail (W % block_words != 0) on every shape."""
 
