@@ -4,7 +4,12 @@
 The input is packed per pixel along its channels (``ceil(c_in/32)`` words per pixel)
 and the kernel per tap along ``c_in``, so im2col gathers whole words: the patch of an
 output position is the ``kh·kw·ceil(c_in/32)`` words of its taps, and the product runs
-over ``K = kh·kw·c_in`` real bits (channel padding bits are 0 in both operands).
+over ``K = kh·kw·c_in`` real bits (channel padding bits are 0 in both operands). On
+XLA a short contraction into few output channels
+(:func:`bnnjax.kernels.xla.unrolled_is_faster`) writes no patch matrix: each term
+``popcount(tap_ij[..., q] XOR W[i, j, q, :])`` reads its strided view of the input and
+all are summed in one fusion (at batch 1, im2col's slices and concatenation were ten
+small XLA operations per conv).
 
 Padding. A border of +1 (``pad_value=1``) is exact in one bit: padded pixels are words
 with every channel bit set. Zero padding (``pad_value=0``) is a third value: the conv
