@@ -45,8 +45,10 @@ def layer_spread(kernel: np.ndarray, scale: np.ndarray) -> dict:
   """The spread of one layer's per-filter scales: ``kernel`` ``(..., c_out)``, ``scale``
   the folded scale (a scalar, ``(c_out,)`` or broadcastable to it)."""
   filt = np.abs(kernel).reshape(-1, kernel.shape[-1]).mean(axis=0)  # mean|W_o|
-  s = np.broadcast_to(np.abs(np.asarray(scale, np.float64)).reshape(-1)
-                      if np.size(scale) in (1, filt.size) else filt, filt.shape)
+  if np.size(scale) not in (1, filt.size):
+    raise ValueError(f"scale of shape {np.shape(scale)} is not one per filter "
+                     f"({filt.size}) or one per layer: not a cross-filter layer.")
+  s = np.broadcast_to(np.abs(np.asarray(scale, np.float64)).reshape(-1), filt.shape)
   return {"scale_cv": float(s.std() / s.mean()),
           "below_half": float(np.mean(s < 0.5 * s.mean())),
           "min_over_mean_w": float(filt.min() / filt.mean())}

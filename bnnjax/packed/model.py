@@ -37,6 +37,7 @@ stored.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import os
 import zipfile
@@ -287,15 +288,12 @@ def inference_fn(model: nnx.Module, *, constants: bool | None = None):
   if constants is None:
     constants = getattr(model, "packed_format", None) == FORMAT
   if constants:
-    baked = jax.jit(lambda x: nnx.merge(graphdef, state)(x, train=False))
-    return lambda x: baked(x if isinstance(x, (jax.Array, np.ndarray)) else jnp.asarray(x))
-  flat = FlatTree.of(state)  # flattened once, not per call (bnnjax.flat_tree)
-
-  @jax.jit
-  def run(flat, x):
-    return nnx.merge(graphdef, flat.tree())(x, train=False)
-  return lambda x: run(flat, x if isinstance(x, (jax.Array, np.ndarray))
-                       else jnp.asarray(x))
+    call = jax.jit(lambda x: nnx.merge(graphdef, state)(x, train=False))
+  else:
+    flat = FlatTree.of(state)  # flattened once, not per call (bnnjax.flat_tree)
+    run = jax.jit(lambda flat, x: nnx.merge(graphdef, flat.tree())(x, train=False))
+    call = functools.partial(run, flat)
+  return lambda x: call(x if isinstance(x, (jax.Array, np.ndarray)) else jnp.asarray(x))
 
 
 # ------------------------------------------------------------------------ save / load

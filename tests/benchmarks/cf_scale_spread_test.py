@@ -26,6 +26,8 @@ def test_layer_spread_by_hand():
   assert shared["min_over_mean_w"] == pytest.approx(0.5)
   # Scales 0.5, 3.5 (mean 2): the first is below half the mean.
   assert cf_scale_spread.layer_spread(kernel, np.array([0.5, 3.5]))["below_half"] == 0.5
+  with pytest.raises(ValueError, match="not one per filter"):
+    cf_scale_spread.layer_spread(kernel, np.ones((3, 2)))
 
 
 def test_summary_of_real_runs(tmp_path):
