@@ -17,6 +17,7 @@ older one is used.
 from __future__ import annotations
 
 import datetime
+import gc
 import io
 import logging
 import os
@@ -114,21 +115,24 @@ def _legacy_restore(path: str, like):
                                       for i, ref in enumerate(leaves)])
 
 
+# The lines of the traceback each tensorstore read still in flight prints once orbax
+# has closed its event loop after a failed restore (``loop.call_soon_threadsafe`` on a
+# closed loop). Several reader threads print at once, so their lines interleave.
+_CLOSED_LOOP_LINES = frozenset((
+    "Traceback (most recent call last):", "self._check_closed()",
+    "raise RuntimeError('Event loop is closed')", "RuntimeError: Event loop is closed"))
+
+
 def _drop_closed_loop_tracebacks(text: str) -> str:
-  out, block = [], []
-  for line in text.splitlines(keepends=True):
-    if line.startswith("Traceback (most recent call last):"):
-      out += block
-      block = [line]
-    elif block:
-      block.append(line)
-      if not line.startswith(" "):  # the exception line ends the traceback
-        if "Event loop is closed" not in line:
-          out += block
-        block = []
-    else:
-      out.append(line)
-  return "".join(out + block)
+  """``text`` without the lines of "Event loop is closed" tracebacks (interleaved or
+  not); text without that error is returned unchanged."""
+  if "Event loop is closed" not in text:
+    return text
+  return "".join(
+      line for line in text.splitlines(keepends=True)
+      if line.strip() not in _CLOSED_LOOP_LINES
+      and not (line.lstrip().startswith('File "')
+               and os.path.join("asyncio", "base_events.py") in line))
 
 
 def _one_line(e: BaseException) -> str:
@@ -171,22 +175,31 @@ def read_arrays(workdir: str, step: int | None = None) -> dict[str, np.ndarray]:
 
 
 class Checkpointer:
-  """Keeps the last ``max_to_keep`` checkpoints of a run under ``workdir/checkpoints``."""
+  """Keeps the last ``max_to_keep`` checkpoints of a run under ``workdir/checkpoints``.
 
-  def __init__(self, workdir: str, max_to_keep: int = 2):
+  ``owner``: this process trains in ``workdir`` and holds its lock
+  (:mod:`bnnjax.train.workdir_lock`), so the temporary directory of a save that a kill
+  interrupted is its own and is removed on opening (orbax's
+  ``cleanup_tmp_directories``). A reader (``load_trained``, a notebook reading a run
+  that is still training) must not: that directory may be a save in progress.
+  """
+
+  def __init__(self, workdir: str, max_to_keep: int = 2, *, owner: bool = False):
     if not isinstance(max_to_keep, int) or max_to_keep < 1:
       raise ValueError(f"config.keep_checkpoints={max_to_keep!r}; allowed values are "
                        "integers >= 1 (the final state is always kept).")
     self.workdir = workdir
     self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
     self.max_to_keep = max_to_keep
+    self.owner = owner
     self._manager = self._open()
 
   def _open(self):
     return ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(max_to_keep=self.max_to_keep, create=True,
-                                             enable_async_checkpointing=True))
+                                             enable_async_checkpointing=True,
+                                             cleanup_tmp_directories=self.owner))
 
   def latest_step(self) -> int | None:
     if self._manager is None:  # closed
@@ -271,7 +284,10 @@ class Checkpointer:
     # orbax logs a failed read at ERROR with its traceback, and tensorstore's reads
     # that were still in flight print "RuntimeError: Event loop is closed" tracebacks
     # once orbax's event loop has closed; the caller reports the failure in one line.
-    loggers = [logging.getLogger(n) for n in ("absl", "orbax", "jax._src.distributed")]
+    # asyncio logs "Future exception was never retrieved" when such a read's future is
+    # collected.
+    loggers = [logging.getLogger(n)
+               for n in ("absl", "orbax", "jax._src.distributed", "asyncio")]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
       lg.setLevel(logging.CRITICAL)
@@ -283,8 +299,14 @@ class Checkpointer:
       failed = False
       return out
     finally:
-      if failed:
-        time.sleep(0.5)  # let the cancelled reads finish while stderr is captured
+      if failed:  # let the reads in flight fail while stderr is captured: until it
+        # has been quiet for 0.5 s (at most 10 s), then collect their futures
+        seen, quiet_since, deadline = -1, time.monotonic(), time.monotonic() + 10
+        while time.monotonic() < min(quiet_since + 0.5, deadline):
+          time.sleep(0.05)
+          if len(captured.getvalue()) != seen:
+            seen, quiet_since = len(captured.getvalue()), time.monotonic()
+        gc.collect()
       sys.stderr = stderr
       for lg, level in zip(loggers, levels):
         lg.setLevel(level)

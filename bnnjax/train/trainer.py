@@ -593,7 +593,8 @@ def _train_locked(config, workdir: str, setup: Setup, main: bool) -> dict[str, f
   wrote_config = _check_workdir_config(workdir, config)
   checkpointer = None
   try:
-    checkpointer = ckpt_lib.Checkpointer(workdir, setting(config, "keep_checkpoints"))
+    checkpointer = ckpt_lib.Checkpointer(workdir, setting(config, "keep_checkpoints"),
+                                         owner=True)
     return _train(config, workdir, setup, main, checkpointer)
   except BaseException:
     # A run that never checkpointed leaves no config.json to block a corrected rerun.

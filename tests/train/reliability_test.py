@@ -238,6 +238,43 @@ def test_an_unreadable_latest_checkpoint_falls_back_to_the_previous_one(tmp_path
   assert_same_arrays(checkpoint_arrays(tmp_path), expected)  # step 3 recomputed
 
 
+def test_closed_loop_tracebacks_are_dropped_even_interleaved():
+  """After a failed restore, tensorstore's reads still in flight each print a traceback
+  ending in "Event loop is closed", several threads at once (seen under load: the
+  lines of two tracebacks interleaved). They go; other output stays, but for a
+  "Traceback" header line, which cannot be told apart once lines interleave."""
+  one = ['Traceback (most recent call last):\n',
+         '  File "/py/lib/python3.11/asyncio/base_events.py", line 806, in call_soon_threadsafe\n',
+         '    self._check_closed()\n',
+         '  File "/py/lib/python3.11/asyncio/base_events.py", line 519, in _check_closed\n',
+         "    raise RuntimeError('Event loop is closed')\n",
+         'RuntimeError: Event loop is closed\n']
+  interleaved = [l for pair in zip(one, one) for l in pair]
+  other = ["W1129 a warning the user should see\n",
+           "Traceback (most recent call last):\n", '  File "mine.py", line 1, in f\n',
+           "KeyError: 'x'\n"]
+  text = "".join(one + interleaved[:5] + other[:1] + interleaved[5:] + other[1:])
+  assert ckpt_lib._drop_closed_loop_tracebacks(text) == "".join(other[:1] + other[2:])
+  assert ckpt_lib._drop_closed_loop_tracebacks("".join(other)) == "".join(other)
+
+
+def test_a_save_interrupted_by_a_kill_is_removed_by_the_run_not_by_a_reader(tmp_path):
+  """A SIGKILL during an asynchronous save leaves orbax's temporary directory (seen:
+  ``checkpoints/3.orbax-checkpoint-tmp``); the next run in the workdir (the lock's
+  holder) removes it, a reader of the workdir leaves it (it may be a save in
+  progress)."""
+  c = tiny(num_train_steps=2)
+  trainer.train_and_evaluate(c, str(tmp_path))
+  stale = tmp_path / "checkpoints" / "3.orbax-checkpoint-tmp"
+  shutil.copytree(tmp_path / "checkpoints" / "2", stale)
+  ckpt_lib.Checkpointer(str(tmp_path)).close()
+  trainer.load_trained(str(tmp_path))
+  assert stale.exists()
+  trainer.train_and_evaluate(c, str(tmp_path))  # finished: re-evaluates only
+  assert not stale.exists()
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["1", "2"]
+
+
 def test_checkpoints_of_the_previous_format_still_restore(tmp_path):
   c = tiny()
   setup = trainer.set_up(c)
