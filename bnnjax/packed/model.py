@@ -367,6 +367,13 @@ def load(path: str, *, with_meta: bool = False):
     ValueError: the file is not a packed model (or of another format version).
   """
   try:
+    with open(path, "rb") as raw:
+      head = raw.read(4)
+  except OSError as e:
+    raise _not_packed(path, f"cannot be read: {e}") from None
+  if head != b"PK\x03\x04":  # numpy would call any other bytes "pickled data"
+    raise _not_packed(path, "not an .npz archive: it does not begin with a zip header")
+  try:
     f = np.load(path, allow_pickle=False)
   except (ValueError, OSError, zipfile.BadZipFile) as e:
     raise _not_packed(path, f"not an .npz archive: {e}") from None

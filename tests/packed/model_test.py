@@ -144,8 +144,14 @@ def test_sign_stream_roundtrip_and_errors(tmp_path):
   with pytest.raises(ValueError, match="not a packed model.*no __meta__"):
     packed.load(str(tmp_path / "x.npz"))
   (tmp_path / "random.npz").write_bytes(np.random.default_rng(0).bytes(1000))
-  with pytest.raises(ValueError, match="not a packed model.*not an .npz"):
+  with pytest.raises(ValueError, match="not a packed model.*not an .npz") as e:
     packed.load(str(tmp_path / "random.npz"))
+  assert "pickle" not in str(e.value)  # numpy's advice to unpickle a stranger's file
+  (tmp_path / "cut.npz").write_bytes(b"PK\x03\x04" + b"\0" * 40)  # a truncated zip
+  with pytest.raises(ValueError, match="not a packed model.*not an .npz"):
+    packed.load(str(tmp_path / "cut.npz"))
+  with pytest.raises(ValueError, match="not a packed model.*cannot be read"):
+    packed.load(str(tmp_path / "missing.npz"))
   model = models.get_model("resnet18", num_classes=2, input_shape=(8, 8, 1),
                            spec=nn.method_spec("xnor"), rngs=nnx.Rngs(0), width=4)
   with pytest.raises(ValueError, match="pack_model first"):
