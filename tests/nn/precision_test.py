@@ -20,13 +20,22 @@ from bnnjax.nn import layers
 MATMULS = ("dot_general", "conv_general_dilated")
 
 
-def precisions(fn, *args) -> list:
+# XNOR-Net's A = mean_c |x| (bnnjax.quant.scales.mean_abs_over_channels) is a product
+# with a column of ones, not one of the layer's products: precisions() leaves it out,
+# test_the_activation_mean_is_highest checks it.
+NOT_LAYER_PRODUCTS = ("mean_abs_over_channels",)
+
+
+def precisions(fn, *args, skip=NOT_LAYER_PRODUCTS) -> list:
   """The ``precision`` of every dot_general / conv of ``fn``'s jaxpr, sub-jaxprs
-  included (``None`` where it was left to the default)."""
+  included except the named calls ``skip`` (``None`` where it was left to the
+  default)."""
   found = []
 
   def walk(jaxpr):
     for eqn in jaxpr.eqns:
+      if eqn.params.get("name") in skip:
+        continue
       if eqn.primitive.name in MATMULS:
         p = eqn.params.get("precision")
         found.append(None if p is None else tuple(lax.Precision(q) for q in p)
@@ -61,6 +70,17 @@ def test_layer_precision(method, expected, kind):
     x = jax.random.normal(jax.random.key(0), (2, 4))
   found = precisions(lambda v: layer(v), x)
   assert found and all(p == expected for p in found), found
+
+
+def test_the_activation_mean_is_highest():
+  """K's channel mean has a float operand: HIGHEST, forward and gradient."""
+  layer = nn.QuantConv(4, 8, 3, spec=nn.method_spec("xnor", compute="float"),
+                       input_size=(6, 6), rngs=nnx.Rngs(0))
+  x = jax.random.normal(jax.random.key(0), (2, 6, 6, 4))
+  everything = precisions(lambda v: layer(v), x, skip=())
+  assert everything.count(HIGHEST) == 1 and len(everything) == 2, everything
+  grad = jax.grad(lambda v: jnp.sum(layer(v) ** 2))
+  assert HIGHEST in precisions(grad, x, skip=())
 
 
 def test_multi_bit_quantizer_is_highest():
