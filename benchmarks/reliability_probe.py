@@ -131,6 +131,12 @@ def wait_for(cond: Callable[[], bool], proc: subprocess.Popen, timeout: float = 
     time.sleep(0.01)
 
 
+def verdict(o: Outcome, checks: dict[str, bool], success: str) -> tuple[Outcome, bool, str]:
+  """``(o, ok, detail)``: ``detail`` names the failed checks, or is ``success``."""
+  failed = [k for k, v in checks.items() if not v]
+  return o, not failed, "; ".join(failed) or success
+
+
 def refused(env: Env, command: str, *args: str, config: str = RUN_CONFIG,
             fragment: str = "") -> tuple[Outcome, bool, str]:
   """A config / usage error: status 2, one ``error:`` line containing ``fragment``, no
@@ -142,8 +148,7 @@ def refused(env: Env, command: str, *args: str, config: str = RUN_CONFIG,
             "no traceback": o.tracebacks == 0, "no workdir": not os.path.exists(workdir),
             "names the field": bool(errors) and fragment in errors[0],
             "< 60 s": o.seconds < 60}
-  failed = [k for k, v in checks.items() if not v]
-  return o, not failed, "; ".join(failed) or f"refused in {o.seconds:.1f} s, nothing written"
+  return verdict(o, checks, f"refused in {o.seconds:.1f} s, nothing written")
 
 
 def field(name: str, value: str, fragment: str | None = None, command: str = "run",
@@ -173,10 +178,9 @@ def two_runs(env: Env, different: bool) -> tuple[Outcome, bool, str]:
             "at once (< 30 s)": second.seconds < 30,
             "records not doubled": len(steps) == len(set(steps)),
             "first stopped cleanly": first_out.rc == 128 + signal.SIGTERM}
-  failed = [k for k, v in checks.items() if not v]
-  return second, not failed, "; ".join(failed) or (
+  return verdict(second, checks, (
       f"second refused in {second.seconds:.1f} s; first trained {len(steps)} records, "
-      "none doubled")
+      "none doubled"))
 
 
 def corrupted_latest(env: Env) -> tuple[Outcome, bool, str]:
@@ -199,8 +203,7 @@ def corrupted_latest(env: Env) -> tuple[Outcome, bool, str]:
             "bad one set aside": os.path.isdir(os.path.join(
                 workdir, "checkpoints_unreadable", "60")),
             "final state kept": os.path.isdir(os.path.join(workdir, "checkpoints", "60"))}
-  failed = [k for k, v in checks.items() if not v]
-  return o, not failed, "; ".join(failed) or "resumed from 50, trained to 60 again"
+  return verdict(o, checks, "resumed from 50, trained to 60 again")
 
 
 def fix_after_failure(env: Env) -> tuple[Outcome, bool, str]:
@@ -212,8 +215,7 @@ def fix_after_failure(env: Env) -> tuple[Outcome, bool, str]:
               f"--workdir={workdir}")
   checks = {"bad one refused": bad.rc == 2, "fix trains": o.rc == 0 and "FINAL" in o.out,
             "no 'different config'": "different config" not in o.err}
-  failed = [k for k, v in checks.items() if not v]
-  return o, not failed, "; ".join(failed) or "the corrected command ran to FINAL"
+  return verdict(o, checks, "the corrected command ran to FINAL")
 
 
 def signal_at_step(env: Env, sig: signal.Signals, at_save: bool) -> tuple[Outcome, bool, str]:
@@ -252,9 +254,8 @@ def signal_at_step(env: Env, sig: signal.Signals, at_save: bool) -> tuple[Outcom
             "no traceback": o.tracebacks == 0, "stops within 30 s": stop_s < 30,
             "resumes from it": kept is not None
             and line.strip().startswith(f"Resuming from the checkpoint of step {kept} ")}
-  failed = [k for k, v in checks.items() if not v]
-  return o, not failed, "; ".join(failed) or (
-      f"stopped {stop_s:.1f} s after the signal; the same command resumed from {kept}")
+  return verdict(o, checks, (
+      f"stopped {stop_s:.1f} s after the signal; the same command resumed from {kept}"))
 
 
 def sigkill_then_rerun(env: Env) -> tuple[Outcome, bool, str]:
@@ -274,10 +275,9 @@ def sigkill_then_rerun(env: Env) -> tuple[Outcome, bool, str]:
             "resumes from the last written": f"checkpoint of step {kept} in" in o.out,
             "no interrupted save left": not [n for n in os.listdir(ckpts) if "tmp" in n],
             "records not doubled": len(logged_steps(workdir)) == len(set(logged_steps(workdir)))}
-  failed = [k for k, v in checks.items() if not v]
-  return o, not failed, "; ".join(failed) or (
+  return verdict(o, checks, (
       f"took the lock over, resumed from {kept} (the last checkpoint written before the "
-      "kill at step >= 25), no doubled record")
+      "kill at step >= 25), no doubled record"))
 
 
 def rerun_finished(env: Env) -> tuple[Outcome, bool, str]:
@@ -366,8 +366,7 @@ def all_checkpoints_unreadable(env: Env) -> tuple[Outcome, bool, str]:
             "says what to do": bool(errors) and "No readable checkpoint is left" in errors[0],
             "both set aside": sorted(os.listdir(os.path.join(
                 workdir, "checkpoints_unreadable"))) == ["2", "4"]}
-  failed = [k for k, v in checks.items() if not v]
-  return o, not failed, "; ".join(failed) or "one line per checkpoint, one error; both kept aside"
+  return verdict(o, checks, "one line per checkpoint, one error; both kept aside")
 
 
 PROBES: list[Probe] = [
