@@ -39,6 +39,7 @@ from jax import lax
 from bnnjax.kernels import api
 from bnnjax.kernels import xla
 from bnnjax.kernels.float_conv import out_size
+from bnnjax.kernels.float_conv import tap_views
 from bnnjax.kernels.float_conv import valid_range
 from bnnjax.kernels.packing import num_words
 from bnnjax.kernels.packing import pack_bits
@@ -125,20 +126,15 @@ def packed_taps(x_packed: jax.Array, kernel_size, strides, pads,
     kernel_size, strides, pads: the conv geometry (explicit pads).
     in_features: ``c_in`` (sets which bits a +1 border pixel has).
   """
-  kh, kw = kernel_size
-  sh, sw = strides
   (lo_h, hi_h), (lo_w, hi_w) = pads
-  n, h, w, words = x_packed.shape
+  h, w = x_packed.shape[1:3]
   if lo_h or hi_h or lo_w or hi_w:
     one = pack_bits(jnp.ones((in_features,), jnp.bool_))  # +1 in the real channels
     inside = np.zeros((h + lo_h + hi_h, w + lo_w + hi_w, 1), bool)
     inside[lo_h:lo_h + h, lo_w:lo_w + w] = True
     x_packed = jnp.where(inside, jnp.pad(x_packed, ((0, 0), (lo_h, hi_h), (lo_w, hi_w),
                                                     (0, 0))), one)
-  hp, wp = x_packed.shape[1:3]
-  ho, wo = out_size(hp, kh, sh, 0, 0), out_size(wp, kw, sw, 0, 0)
-  return [x_packed[:, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw, :]
-          for i in range(kh) for j in range(kw)]
+  return tap_views(x_packed, kernel_size, strides)
 
 
 def im2col_packed(x_packed: jax.Array, kernel_size, strides, pads,

@@ -62,6 +62,18 @@ def out_size(size, k, s, lo, hi):
   return (size + lo + hi - k) // s + 1
 
 
+def tap_views(x_padded: jax.Array, kernel_size, strides) -> list[jax.Array]:
+  """The ``kh·kw`` strided views of an already padded NHWC ``x_padded`` that a conv's
+  taps read, row-major over ``(i, j)``: view ``(i, j)`` is
+  ``x_padded[:, i + s_h·o_h, j + s_w·o_w, :]`` over every output position, each
+  ``(N, H_out, W_out, C)``."""
+  (kh, kw), (sh, sw) = kernel_size, strides
+  ho = out_size(x_padded.shape[1], kh, sh, 0, 0)
+  wo = out_size(x_padded.shape[2], kw, sw, 0, 0)
+  return [x_padded[:, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw, :]
+          for i in range(kh) for j in range(kw)]
+
+
 def valid_range(i, size, out, stride, lo):
   """Output indices ``o`` whose input index ``o·stride + i − lo`` is inside ``[0, size)``:
   ``(first, count)`` (count 0 when the tap reads only border)."""

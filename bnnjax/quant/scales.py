@@ -15,6 +15,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.typing import ArrayLike
 
+from bnnjax.kernels.float_conv import tap_views
 from bnnjax.kernels.reference import conv_pads
 
 
@@ -156,18 +157,12 @@ def activation_scale(
     raise ValueError(f"activation_scale expects NHWC input, got shape {x.shape}.")
   kernel_size = tuple(kernel_size)
   strides = tuple(strides)
-  n, h, w, c = x.shape
-  a = mean_abs_over_channels(x)
   # The box filter as the sum of its kh·kw strided views of the zero-padded map:
   # elementwise, so XLA fuses it into K's consumer, where reduce_window is an
   # operation of its own.
-  pads = conv_pads(padding, kernel_size, strides, (h, w))
-  padded = jnp.pad(a, ((0, 0), *pads, (0, 0)))
-  h_out = (h + sum(pads[0]) - kernel_size[0]) // strides[0] + 1
-  w_out = (w + sum(pads[1]) - kernel_size[1]) // strides[1] + 1
-  summed = sum(padded[:, i:i + strides[0] * (h_out - 1) + 1:strides[0],
-                      j:j + strides[1] * (w_out - 1) + 1:strides[1], :]
-               for i in range(kernel_size[0]) for j in range(kernel_size[1]))
+  pads = conv_pads(padding, kernel_size, strides, x.shape[1:3])
+  padded = jnp.pad(mean_abs_over_channels(x), ((0, 0), *pads, (0, 0)))
+  summed = sum(tap_views(padded, kernel_size, strides))
   return summed / (kernel_size[0] * kernel_size[1])
 
 
