@@ -4,8 +4,8 @@
 In the zoo's Bi-Real ResNet-18 a binary conv's output ``α_o · (sign(W_o) ⊛ ·)`` is
 added to the shortcut with no batch norm after it, so ``α_o`` sets how much filter
 ``o`` contributes to the residual stream (with a batch norm after the conv, as in the
-cross-filter paper's networks, a per-channel ``α_o`` would cancel in the forward
-pass). Cross-filter compression replaces each ``α_o`` by the mean over its group of
+cross-filter paper's NIN and VGG-7, a per-channel ``α_o`` cancels in the forward and
+backward pass up to the batch norm's ε: tests/methods/cross_filter_test.py). Cross-filter compression replaces each ``α_o`` by the mean over its group of
 ``n`` filters. For every binary layer of each run this reads the trained latent kernel
 ``W`` and the layer's folded scale (:meth:`bnnjax.nn.QuantConv.folded_scale`) and
 reports, averaged over layers:

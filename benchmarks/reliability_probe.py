@@ -85,17 +85,17 @@ class Env:
   def argv(self, command: str, *args: str) -> list[str]:
     return [sys.executable, "-m", f"experiments.{command}", *args]
 
-  def run(self, command: str, *args: str, timeout: float = 600) -> Outcome:
+  def _call(self, argv: list[str], timeout: float) -> Outcome:
     t = time.perf_counter()
-    p = subprocess.run(self.argv(command, *args), cwd=REPO, env=self.env,
-                       capture_output=True, text=True, timeout=timeout)
+    p = subprocess.run(argv, cwd=REPO, env=self.env, capture_output=True, text=True,
+                       timeout=timeout)
     return Outcome(p.returncode, p.stdout, p.stderr, time.perf_counter() - t)
 
+  def run(self, command: str, *args: str, timeout: float = 600) -> Outcome:
+    return self._call(self.argv(command, *args), timeout)
+
   def python(self, code: str, timeout: float = 300) -> Outcome:
-    t = time.perf_counter()
-    p = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=self.env,
-                       capture_output=True, text=True, timeout=timeout)
-    return Outcome(p.returncode, p.stdout, p.stderr, time.perf_counter() - t)
+    return self._call([sys.executable, "-c", code], timeout)
 
   def start(self, command: str, *args: str) -> subprocess.Popen:
     return subprocess.Popen(self.argv(command, *args), cwd=REPO, env=self.env,
@@ -118,6 +118,13 @@ def logged_steps(workdir: str) -> list[int]:
 def test_records(workdir: str) -> int:
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
     return sum("test/top1" in l for l in f)
+
+
+def truncate_checkpoint(workdir: str, step: int) -> None:
+  """Truncates the largest parameter file of checkpoint ``step`` to 100 bytes."""
+  files = glob.glob(os.path.join(workdir, "checkpoints", str(step), "params", "**", "d",
+                                 "*"), recursive=True)
+  os.truncate(max(files, key=os.path.getsize), 100)
 
 
 def wait_for(cond: Callable[[], bool], proc: subprocess.Popen, timeout: float = 300):
@@ -192,9 +199,7 @@ def corrupted_latest(env: Env) -> tuple[Outcome, bool, str]:
   first = env.run("run", *args)
   assert first.rc == 0, first.err[-2000:]
   os.remove(os.path.join(workdir, "results.json"))
-  files = glob.glob(os.path.join(workdir, "checkpoints", "60", "params", "**", "d", "*"),
-                    recursive=True)
-  os.truncate(max(files, key=os.path.getsize), 100)
+  truncate_checkpoint(workdir, 60)
   o = env.run("run", *args)
   unreadable = [l for l in o.messages() if "could not be read" in l]
   checks = {"status 0": o.rc == 0, "one line for the bad checkpoint": len(unreadable) == 1,
@@ -271,10 +276,11 @@ def sigkill_then_rerun(env: Env) -> tuple[Outcome, bool, str]:
   ckpts = os.path.join(workdir, "checkpoints")
   kept = max(int(n) for n in os.listdir(ckpts) if n.isdigit())  # finished writing
   o = env.run("run", *args)
+  steps = logged_steps(workdir)
   checks = {"status 0": o.rc == 0, "stale lock named": "ended without releasing" in o.out,
             "resumes from the last written": f"checkpoint of step {kept} in" in o.out,
             "no interrupted save left": not [n for n in os.listdir(ckpts) if "tmp" in n],
-            "records not doubled": len(logged_steps(workdir)) == len(set(logged_steps(workdir)))}
+            "records not doubled": len(steps) == len(set(steps))}
   return verdict(o, checks, (
       f"took the lock over, resumed from {kept} (the last checkpoint written before the "
       "kill at step >= 25), no doubled record"))
@@ -289,11 +295,6 @@ def rerun_finished(env: Env) -> tuple[Outcome, bool, str]:
   after = test_records(workdir)
   ok = o.rc == 0 and before == after == 1
   return o, ok, f"test records in metrics.jsonl: {before} before, {after} after"
-
-
-def keep_after_zero(env: Env) -> tuple[Outcome, bool, str]:
-  return refused(env, "run", *TINY, "--config.keep_checkpoints=0",
-                 fragment="config.keep_checkpoints=0")
 
 
 def dry_run_commands(env: Env) -> tuple[Outcome, bool, str]:
@@ -355,10 +356,8 @@ def all_checkpoints_unreadable(env: Env) -> tuple[Outcome, bool, str]:
           "--config.checkpoint_every_steps=2", f"--workdir={workdir}"]
   env.run("run", *args)
   os.remove(os.path.join(workdir, "results.json"))
-  for step in ("2", "4"):
-    files = glob.glob(os.path.join(workdir, "checkpoints", step, "params", "**", "d", "*"),
-                      recursive=True)
-    os.truncate(max(files, key=os.path.getsize), 100)
+  for step in (2, 4):
+    truncate_checkpoint(workdir, step)
   o = env.run("run", *args)
   errors = [l for l in o.err.splitlines() if l.startswith("error: ")]
   checks = {"status 1": o.rc == 1, "no traceback": o.tracebacks == 0,
@@ -376,7 +375,8 @@ PROBES: list[Probe] = [
           lambda env: two_runs(env, different=True)),
     Probe("corrupted_latest", "2", "checkpoints 40, 50, 60; a file of 60 truncated; rerun",
           corrupted_latest),
-    Probe("keep_checkpoints_0", "3", "--config.keep_checkpoints=0", keep_after_zero),
+    Probe("keep_checkpoints_0", "3", "--config.keep_checkpoints=0",
+          field("keep_checkpoints", "0", "config.keep_checkpoints=0")),
     Probe("eval_batch_size_0", "4", "--config.eval_batch_size=0",
           field("eval_batch_size", "0")),
     Probe("num_test_examples_0", "4", "--config.num_test_examples=0",
