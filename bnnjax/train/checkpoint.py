@@ -135,6 +135,26 @@ def _drop_closed_loop_tracebacks(text: str) -> str:
                and os.path.join("asyncio", "base_events.py") in line))
 
 
+def _is_closed_loop(exc: BaseException | None) -> bool:
+  return isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed"
+
+
+def _ignore_closed_loop_callbacks() -> None:
+  """Installs (once) a ``sys.unraisablehook`` that drops the "Event loop is closed"
+  errors of tensorstore's read callbacks and passes every other unraisable exception
+  to the hook that was there. Those callbacks report through the hook whenever they
+  finish, which after a failed restore can be after any capture window has closed."""
+  previous = sys.unraisablehook
+  if getattr(previous, "drops_closed_loop_callbacks", False):
+    return
+
+  def hook(unraisable):
+    if not _is_closed_loop(unraisable.exc_value):
+      previous(unraisable)
+  hook.drops_closed_loop_callbacks = True
+  sys.unraisablehook = hook
+
+
 def _one_line(e: BaseException) -> str:
   text = str(e).strip().splitlines()
   return f"{type(e).__name__}: {text[0] if text else ''}"[:300]
@@ -291,6 +311,7 @@ class Checkpointer:
     levels = [lg.level for lg in loggers]
     for lg in loggers:
       lg.setLevel(logging.CRITICAL)
+    _ignore_closed_loop_callbacks()
     stderr, captured = sys.stderr, io.StringIO()
     sys.stderr = captured
     failed = True

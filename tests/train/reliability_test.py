@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import types
 
 import jax
 import ml_collections
@@ -256,6 +257,20 @@ def test_closed_loop_tracebacks_are_dropped_even_interleaved():
   text = "".join(one + interleaved[:5] + other[:1] + interleaved[5:] + other[1:])
   assert ckpt_lib._drop_closed_loop_tracebacks(text) == "".join(other[:1] + other[2:])
   assert ckpt_lib._drop_closed_loop_tracebacks("".join(other)) == "".join(other)
+
+
+def test_closed_loop_callbacks_are_dropped_whenever_they_report(monkeypatch):
+  """Those tracebacks come through sys.unraisablehook, at any time after a failed
+  restore: the hook drops exactly that error and passes every other one on."""
+  seen = []
+  monkeypatch.setattr(sys, "unraisablehook", seen.append)
+  ckpt_lib._ignore_closed_loop_callbacks()
+  ckpt_lib._ignore_closed_loop_callbacks()  # installed once
+  closed = types.SimpleNamespace(exc_value=RuntimeError("Event loop is closed"))
+  other = types.SimpleNamespace(exc_value=RuntimeError("disk full"))
+  sys.unraisablehook(closed)
+  sys.unraisablehook(other)
+  assert seen == [other]
 
 
 def test_a_save_interrupted_by_a_kill_is_removed_by_the_run_not_by_a_reader(tmp_path):
