@@ -133,34 +133,28 @@ def packed_implementation():
   return kernels.resolve(None)
 
 
-# On CPU, binary convs whose output map has at least this many positions (4×4) train
-# with the packed forward under ``compute="auto"``.
-PACKED_TRAINING_MIN_POSITIONS = 16
-
-
 def packed_is_faster(layer, in_hw, pads, platform: str | None = None) -> bool:
   """``compute="auto"`` in training: whether the packed path is the faster exact one
   for this layer here.
 
   The backward pass is the float straight-through gradient either way, so only the
-  forward differs. Measured per layer on a 2-core AVX2 CPU (3×3 binary convs,
-  forward / backward ms, float against packed, median of 3 alternated rounds):
-  batch 64, 7×7 64→64 2.77 / 6.24 against 0.85 / 6.34; 4×4 128→128 2.96 / 4.91
-  against 0.86 / 4.97; 2×2 256→256 1.95 / 3.82 against 1.78 / 4.01; but 1×1 512→512
-  0.45 / 1.53 against 6.48 / 1.69 (the float ``taps`` lowering multiplies the centre
-  tap only, the packed im2col all nine); batch 128, 28×28 16→16 7.43 against 4.73,
-  14×14 32→32 11.68 against 2.01. So on CPU: convs with an output map of at least
-  :data:`PACKED_TRAINING_MIN_POSITIONS` positions take the packed forward, smaller
-  maps and dense layers the float one. Whole training steps gain less, since the
-  backward and the optimizer dominate: 226 against 238 ms for the peer ResNet-18
-  (width 64, batch 64), 608 against 627 ms for the README's model (median of 3
-  alternated rounds). On GPU/TPU cuDNN and the MXU run the ±1 float conv at full
-  rate: float everywhere.
+  forward differs, and there the packed path packs the latent kernel on every call.
+  On CPU every binary conv takes it. Measured per layer on a 2-core AVX-512 CPU
+  (3×3 binary convs, ``ste_sign`` on both operands, forward / forward + gradients ms,
+  float against packed, median of 4 alternated rounds, batch 64): 7×7 64→64 1.78 /
+  6.05 against 0.23 / 4.78; 4×4 128→128 1.61 / 4.80 against 0.28 / 3.79; 2×2
+  256→256 1.17 / 3.64 against 0.32 / 2.72; 1×1 512→512 0.33 / 1.22 against 0.16 /
+  0.73; at batch 128, 28×28 16→16 5.4 / 61 against 1.2 / 58 and 14×14 32→32 6.5 / 51
+  against 0.7 / 30. (Until the packing of a kernel along ``c_in`` was made a
+  reduction over a major axis and only the live taps of a kernel on a small map were
+  packed, packing a 3×3×512×512 kernel cost 4-6 ms and 2×2 and 1×1 maps trained
+  faster on the float path.) In the peer ResNet-18's whole training step (width 64,
+  batch 64): 123.6 ms packed everywhere against 129.1 ms with the float forward on
+  the 2×2 and 1×1 maps (median of 8 alternated rounds). Dense layers stay on the
+  float forward. On GPU/TPU cuDNN and the MXU run the ±1 float conv at full rate:
+  float everywhere.
   """
-  if (platform or jax.default_backend()) != "cpu" or in_hw is None:
-    return False
-  ho, wo = conv_output_size(in_hw, layer.kernel_size, layer.strides, pads)
-  return ho * wo >= PACKED_TRAINING_MIN_POSITIONS
+  return (platform or jax.default_backend()) == "cpu" and in_hw is not None
 
 
 def packed_inference_is_faster(platform: str | None = None) -> bool:

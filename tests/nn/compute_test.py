@@ -147,18 +147,19 @@ def test_a_model_with_nothing_to_pack_is_evaluated_unpacked():
     assert float(step(step.prepare(state), _eval_batch())["count"]) == 5.0
 
 
-def test_auto_trains_convs_on_maps_of_4x4_and_more_packed_on_cpu():
-  """compute="auto": the packed forward where it was measured faster (CPU, output
-  maps of 4×4 and more), the float one on 2×2 and 1×1 maps, dense layers and GPU/TPU."""
+def test_auto_trains_every_conv_packed_on_cpu():
+  """compute="auto": the packed forward where it was measured faster (every binary
+  conv on CPU, down to 1×1 maps), the float one for dense layers and on GPU/TPU."""
   conv = nn.QuantConv(64, 64, 3, spec=nn.method_spec("xnor"), rngs=nnx.Rngs(0))
   pads = ((1, 1), (1, 1))
-  assert nn.layers.packed_is_faster(conv, (7, 7), pads, "cpu")
-  assert nn.layers.packed_is_faster(conv, (4, 4), pads, "cpu")
-  assert not nn.layers.packed_is_faster(conv, (2, 2), pads, "cpu")
-  assert not nn.layers.packed_is_faster(conv, (1, 1), pads, "cpu")
+  for size in (7, 4, 2, 1):
+    assert nn.layers.packed_is_faster(conv, (size, size), pads, "cpu"), size
   assert not nn.layers.packed_is_faster(conv, (7, 7), pads, "gpu")
   assert not nn.layers.packed_is_faster(conv, None, None, "cpu")  # dense layers
-  if jax.default_backend() == "cpu":  # the layer itself follows the rule
-    for size, expected in ((7, True), (2, False)):
+  dense = nn.QuantDense(64, 8, spec=nn.method_spec("xnor"), rngs=nnx.Rngs(0))
+  if jax.default_backend() == "cpu":  # the layers themselves follow the rule
+    for size in (7, 2, 1):
       jaxpr = str(jax.make_jaxpr(lambda x: conv(x))(jnp.ones((1, size, size, 64))))
-      assert ("population_count" in jaxpr) is expected, size
+      assert "population_count" in jaxpr, size
+    jaxpr = str(jax.make_jaxpr(lambda x: dense(x))(jnp.ones((2, 64))))
+    assert "population_count" not in jaxpr
