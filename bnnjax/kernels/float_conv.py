@@ -6,10 +6,13 @@ of ``lax.conv_general_dilated(pad(x, pad_value), w, strides, "VALID")`` (NHWC in
 three lowerings per shape (:func:`choose_lowering`):
 
 ``xla``
-  ``lax.conv_general_dilated``: cuDNN on GPU, the MXU on TPU, and fast on CPU for
-  large maps. XLA:CPU's convolution collapses on small maps (measured on a 2-core
-  AVX-512 machine, batch 64, 3×3: 7×7×64→64 in 2.8 ms but 2×2×256→256 in 45 ms, about
-  7 GFLOP/s, and 1×1×512→512 in 22 ms), and so do its gradients.
+  ``lax.conv_general_dilated``: cuDNN on GPU, the MXU on TPU, and on an AVX-512 CPU the
+  fastest, forward and both gradients, for stride-1 convs on maps of 4×4 and more
+  (without AVX-512 only for narrow convs: its gradients collapsed on larger problems
+  there, see ``xla_taps``). XLA:CPU's
+  convolution collapses on smaller maps (2-core AVX-512 machine, batch 64, 3×3:
+  2×2×256→256 in 43 ms forward, about 7 GFLOP/s, against 1.6 ms for ``taps``), and so
+  do its gradients.
 ``taps``
   a sum of one matmul per kernel tap ``(i, j)``: ``y[:, R_ij] += x[:, S_ij] @ w[i, j]``
   where ``R_ij`` is the block of output positions whose input pixel under tap ``(i, j)``
@@ -24,10 +27,12 @@ three lowerings per shape (:func:`choose_lowering`):
   when ``c_in`` is small (the 7×7 stem on a 1-channel image), where a matmul per tap
   would contract over a handful of channels.
 ``xla_taps``
-  XLA's conv forward, the gradients of ``taps`` backward (a ``jax.custom_vjp``): on
-  large maps XLA:CPU's forward conv is the fastest (batch 128, 28×28, 16→16: 7-9 ms
-  against 51-61 ms for ``taps``) while its input gradient collapses (265 ms for
-  forward and gradients against 137-152 ms for ``taps``). Forward-mode
+  XLA's conv forward, the gradients of ``taps`` backward (a ``jax.custom_vjp``), by
+  the CPU rule without AVX-512: on a 2-core AVX2 machine XLA's forward conv was the
+  fastest on large maps (batch 128, 28×28, 16→16: 7-9 ms against 51-61 ms for
+  ``taps``) while its input gradient collapsed (265 ms for forward and gradients
+  against 137-152 ms this way). On an AVX-512 machine XLA's own gradients are 3-6×
+  faster than those of ``taps`` at that shape, and ``xla`` is used there. Forward-mode
   differentiation (``jax.jvp``) is not defined through it.
 
 Gradients of ``taps`` and ``im2col`` are matmuls too (JAX transposes slices into pads),
@@ -85,6 +90,11 @@ def valid_range(i, size, out, stride, lo):
 # Below this many multiply-adds (N·Ho·Wo·kh·kw·c_in·c_out) a conv is XLA's: it is fast
 # enough there, and one op compiles faster than a matmul per tap (tests, tiny models).
 SMALL_CONV_MACS = 1 << 20
+# Stride-1 k×k convs with an output map of at least this many positions (4×4) are XLA's
+# (forward and both gradients) on a CPU with AVX-512; smaller maps are ``taps``.
+XLA_MIN_POSITIONS = 16
+# On CPUs without AVX-512 (measured on a 2-core AVX2 machine) XLA's conv gradients
+# collapsed on large maps, and the rule below these constants applies.
 # Narrow convs (c_in, c_out ≤ NARROW_CHANNELS) with a k×k kernel, an output map larger
 # than 2×2 and fewer than NARROW_CONV_MACS multiply-adds are XLA's too. Measured forward
 # + both gradients (``python -m benchmarks.conv_lowering --shapes=narrow``, 2-core CPU,
@@ -109,21 +119,58 @@ NARROW_CONV_MACS = 1 << 26
 XLA_FORWARD_MIN_POSITIONS = 400
 
 
-def choose_lowering(x_shape, w_shape, strides, pads, platform: str | None = None) -> str:
+
+
+@functools.cache
+def cpu_has_avx512() -> bool:
+  """Whether this machine's CPU has AVX-512 (``avx512f`` in ``/proc/cpuinfo``; False
+  where there is no such file). :func:`choose_lowering` picks XLA's conv gradients
+  only where they were measured fast: on AVX-512."""
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("flags"):
+          return "avx512f" in line.split()
+  except OSError:
+    pass
+  return False
+
+
+def choose_lowering(x_shape, w_shape, strides, pads, platform: str | None = None, *,
+                    avx512: bool | None = None) -> str:
   """The lowering :func:`conv2d` uses for this geometry on ``platform``.
 
-  Off CPU: always ``xla`` (cuDNN and the MXU are fast at every shape). On CPU, the
-  first rule that applies: ``xla`` for convs of fewer than :data:`SMALL_CONV_MACS`
-  multiply-adds; ``im2col`` for a k×k kernel on ``c_in < 4`` (an image stem);
+  Off CPU: always ``xla`` (cuDNN and the MXU are fast at every shape). On CPU, first
+  ``xla`` for convs of fewer than :data:`SMALL_CONV_MACS` multiply-adds and
+  ``im2col`` for a k×k kernel on ``c_in < 4`` (an image stem). Then, on a CPU with
+  AVX-512: ``taps`` for a 1×1 kernel (one matmul), a stride above 1, or an output map
+  of fewer than :data:`XLA_MIN_POSITIONS` positions; ``xla`` otherwise. Measured with
+  jax 0.10 on a 2-core AVX-512 CPU, forward / input gradient / kernel gradient timed
+  apart (ms, median of 3 alternated rounds, 3×3 kernels), XLA's conv against ``taps``:
+
+  * stride 1, maps of 4×4 and more: batch 128, 28×28 16→16 4.8 / 4.7 / 7.8 against
+    29 / 28 / 43; 14×14 32→32 5.3 / 5.5 / 7.6 against 5.6 / 4.5 / 21; 28×28 8→8 and
+    12→12 (where ``im2col`` was 3-5× slower still) 4.4 / 5.2 / 4.5 and 6.2 / 5.4 / 7.1
+    against 4.9 / 7.3 / 25 and 23 / 27 / 37; batch 64, 28×28 64→64 38 / 38 / 43
+    against 71 / 70 / 116; 4×4 128→128 1.8 / 2.0 / 2.2 against 2.6 / 2.3 / 2.7; 7×7
+    64→64 about equal. The kernel gradient of ``taps`` (one matmul per tap with a
+    transposed operand, ~80 GFLOP/s) is what loses.
+  * 2×2 maps: XLA collapses (64, 2×2 256→256: 43 / 43 ms forward / input gradient
+    against 1.6 / 1.8), and on 1×1 maps ``taps`` multiplies the centre tap only.
+  * stride 2: ``taps`` as fast or faster (128, 28×28 16→32: 4.8 / 2.4 / 4.1 against
+    3.7 / 7.1 / 6.5; 14×14 32→64 and 7×7 64→128 within 5%).
+
+  In the README model's whole training step (width 16, batch 128) that is 241 against
+  422 ms with the AVX2 rule (median of 5 alternated rounds).
+
+  On a CPU without AVX-512, the rule measured on a 2-core AVX2 machine, where XLA's
+  input gradient collapsed on large maps (batch 128, 28×28 16→16: 265 ms forward and
+  gradients against 137-152 ms for ``taps``):
   ``xla`` for narrow convs (``c_in, c_out ≤`` :data:`NARROW_CHANNELS`, a k×k kernel,
   an output map larger than 2×2, fewer than :data:`NARROW_CONV_MACS` multiply-adds);
-  ``im2col`` for a k×k kernel on ``c_in < 16`` (few channels per tap); ``xla_taps``
-  for a k×k kernel with an output map of at least :data:`XLA_FORWARD_MIN_POSITIONS`
-  positions; ``taps`` otherwise. Measured forward + both gradients at batch 64 on a 2-core CPU
-  (``python -m benchmarks.conv_lowering``, ``benchmarks/results/conv_lowering_cpu.md``):
-  ``taps`` is 12-17× faster than XLA's conv on 2×2 and 1×1 maps, 1.5-2× on 7×7, 6× on
-  28×28 (XLA's input gradient collapses there) and 2× on 56×56; XLA is ahead only on
-  14×14 (1.2×), not worth a third rule.
+  ``im2col`` for a k×k kernel on ``c_in < 16``; ``xla_taps`` for a k×k kernel with an
+  output map of at least :data:`XLA_FORWARD_MIN_POSITIONS` positions; ``taps``
+  otherwise.
 
   Args:
     x_shape: ``(N, H, W, c_in)``.
@@ -131,6 +178,7 @@ def choose_lowering(x_shape, w_shape, strides, pads, platform: str | None = None
     strides: ``(sh, sw)``.
     pads: ``((lo, hi), (lo, hi))``.
     platform: ``"cpu"``, ``"gpu"``, ``"tpu"``; default: JAX's default backend.
+    avx512: which CPU rule; default :func:`cpu_has_avx512`.
   """
   platform = platform or jax.default_backend()
   if platform != "cpu":
@@ -144,6 +192,10 @@ def choose_lowering(x_shape, w_shape, strides, pads, platform: str | None = None
     return "xla"
   if kh * kw > 1 and c_in < 4:
     return "im2col"
+  if cpu_has_avx512() if avx512 is None else avx512:
+    if kh * kw == 1 or max(strides) > 1 or ho * wo < XLA_MIN_POSITIONS:
+      return "taps"
+    return "xla"
   if (kh * kw > 1 and max(c_in, c_out) <= NARROW_CHANNELS and ho * wo > 4
       and macs < NARROW_CONV_MACS):
     return "xla"

@@ -1,6 +1,8 @@
 """The per-shape float conv lowerings compute lax.conv_general_dilated's function."""
 
+import functools
 import itertools
+import os
 
 import jax
 import jax.numpy as jnp
@@ -74,9 +76,36 @@ def test_pm1_operands_are_exact_under_jit():
     np.testing.assert_array_equal(y, _reference(x, w, (1, 1), ((1, 1), (1, 1)), 0.0))
 
 
-def test_choose_lowering():
+def test_choose_lowering_with_avx512():
   pads, none = ((1, 1), (1, 1)), ((0, 0), (0, 0))
-  choose = float_conv.choose_lowering
+  choose = functools.partial(float_conv.choose_lowering, avx512=True)
+  assert choose((2, 4, 4, 8), (3, 3, 8, 8), (1, 1), pads, "cpu") == "xla"  # tiny
+  # Image stems: im2col.
+  assert choose((64, 28, 28, 1), (7, 7, 1, 64), (2, 2), pads, "cpu") == "im2col"
+  assert choose((32, 28, 28, 1), (3, 3, 1, 16), (1, 1), pads, "cpu") == "im2col"
+  # Stride 1 on maps of 4×4 and more: XLA's conv, forward and both gradients (the
+  # README model's first stages, the peer's 7×7 and 4×4 stages, large maps).
+  assert choose((128, 28, 28, 16), (3, 3, 16, 16), (1, 1), pads, "cpu") == "xla"
+  assert choose((128, 14, 14, 32), (3, 3, 32, 32), (1, 1), pads, "cpu") == "xla"
+  assert choose((32, 28, 28, 8), (3, 3, 8, 64), (1, 1), pads, "cpu") == "xla"
+  assert choose((64, 7, 7, 64), (3, 3, 64, 64), (1, 1), pads, "cpu") == "xla"
+  assert choose((64, 4, 4, 128), (3, 3, 128, 128), (1, 1), pads, "cpu") == "xla"
+  assert choose((32, 56, 56, 32), (3, 3, 32, 32), (1, 1), pads, "cpu") == "xla"
+  # Maps below 4×4 (XLA collapses on 2×2), strides above 1 and 1×1 kernels: taps.
+  assert choose((64, 2, 2, 256), (3, 3, 256, 256), (1, 1), pads, "cpu") == "taps"
+  assert choose((64, 1, 1, 512), (3, 3, 512, 512), (1, 1), pads, "cpu") == "taps"
+  assert choose((32, 3, 3, 64), (3, 3, 64, 64), (1, 1), pads, "cpu") == "taps"
+  assert choose((128, 28, 28, 16), (3, 3, 16, 32), (2, 2), pads, "cpu") == "taps"
+  assert choose((64, 7, 7, 64), (3, 3, 64, 128), (2, 2), pads, "cpu") == "taps"
+  assert choose((64, 1, 1, 256), (1, 1, 256, 512), (1, 1), none, "cpu") == "taps"
+  assert choose((32, 28, 28, 16), (1, 1, 16, 32), (2, 2), none, "cpu") == "taps"
+  for platform in ("gpu", "tpu"):
+    assert choose((64, 2, 2, 256), (3, 3, 256, 256), (1, 1), pads, platform) == "xla"
+
+
+def test_choose_lowering_without_avx512():
+  pads, none = ((1, 1), (1, 1)), ((0, 0), (0, 0))
+  choose = functools.partial(float_conv.choose_lowering, avx512=False)
   assert choose((64, 2, 2, 256), (3, 3, 256, 256), (1, 1), pads, "cpu") == "taps"
   assert choose((64, 28, 28, 1), (7, 7, 1, 64), (2, 2), pads, "cpu") == "im2col"
   assert choose((64, 1, 1, 256), (1, 1, 256, 512), (1, 1), none, "cpu") == "taps"
@@ -84,20 +113,23 @@ def test_choose_lowering():
   # Narrow: XLA on maps above 2×2, taps on 2×2 and smaller maps and at 48+ channels.
   assert choose((32, 7, 7, 8), (3, 3, 8, 8), (1, 1), pads, "cpu") == "xla"
   assert choose((32, 14, 14, 32), (3, 3, 32, 32), (1, 1), pads, "cpu") == "xla"
-  # XLA's input gradient collapses on larger problems (the README model's first stage):
-  # its forward conv, the taps lowering's gradients.
+  # XLA's input gradient collapsed on larger problems (the README model's first
+  # stage): its forward conv, the taps lowering's gradients.
   assert choose((128, 28, 28, 16), (3, 3, 16, 16), (1, 1), pads, "cpu") == "xla_taps"
   assert choose((32, 2, 2, 32), (3, 3, 32, 32), (1, 1), pads, "cpu") == "taps"
   assert choose((64, 4, 4, 16), (3, 3, 16, 32), (2, 2), pads, "cpu") == "taps"  # → 2×2
-  # Large maps: XLA's forward, taps' gradients.
   assert choose((32, 28, 28, 48), (3, 3, 48, 48), (1, 1), pads, "cpu") == "xla_taps"
   assert choose((32, 56, 56, 32), (3, 3, 32, 32), (1, 1), pads, "cpu") == "xla_taps"
   assert choose((32, 14, 14, 48), (3, 3, 48, 48), (1, 1), pads, "cpu") == "taps"
   assert choose((32, 28, 28, 16), (1, 1, 16, 32), (2, 2), none, "cpu") == "taps"  # 1×1
   assert choose((32, 28, 28, 1), (3, 3, 1, 16), (1, 1), pads, "cpu") == "im2col"
   assert choose((32, 28, 28, 8), (3, 3, 8, 64), (1, 1), pads, "cpu") == "im2col"
-  for platform in ("gpu", "tpu"):
-    assert choose((64, 2, 2, 256), (3, 3, 256, 256), (1, 1), pads, platform) == "xla"
+
+
+def test_cpu_has_avx512_reads_the_cpu_flags():
+  with open("/proc/cpuinfo") if os.path.exists("/proc/cpuinfo") else open(os.devnull) as f:
+    flags = [line.split() for line in f if line.startswith("flags")]
+  assert float_conv.cpu_has_avx512() == bool(flags and "avx512f" in flags[0])
 
 
 def test_errors_name_the_argument():
