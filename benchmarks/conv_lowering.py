@@ -3,7 +3,7 @@ r"""Which float-conv lowering is fastest at each shape (:mod:`bnnjax.kernels.flo
 For every conv of the Bi-Real ResNet-18 that ``benchmarks/train_speed.py`` trains
 (28×28×1 input, ImageNet stem, width 64: maps 14², 7², 4², 2², 1²) and a few larger
 maps (14², 28², 56²), times forward and forward+both-gradients of each lowering
-(``xla``, ``taps``, ``im2col``) in the same run, alternating them, and reports the
+(``xla``, ``taps``, ``im2col``, ``xla_taps``) in the same run, alternating them, and reports the
 median, the fastest lowering and the one :func:`~bnnjax.kernels.float_conv.choose_lowering`
 picks, with its ratio to XLA's conv.
 
@@ -142,9 +142,10 @@ def format_markdown(r: dict) -> str:
            f"`{r['command']}`; batch {r['config']['batch']}, median of "
            f"{r['config']['repeats']} alternated runs, ms. Shared machine: compare the "
            "ratios in a row, not absolute times across runs.", "",
-           "| input | c_in→c_out | k/s/p | xla fwd | taps fwd | im2col fwd | xla f+b | "
-           "taps f+b | im2col f+b | fastest | chosen | chosen vs xla |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+           "| input | c_in→c_out | k/s/p | "
+           + " | ".join(f"{low} {d}" for d in ("fwd", "f+b") for low in float_conv.LOWERINGS)
+           + " | fastest | chosen | chosen vs xla |",
+           "|---" * (6 + 2 * len(float_conv.LOWERINGS)) + "|"]
   for row in r["rows"]:
     h, ci, co, k, s, p = row["shape"]
     m = row["ms"]
@@ -154,6 +155,8 @@ def format_markdown(r: dict) -> str:
             for low in float_conv.LOWERINGS)
         + f" | {row['best_fwd_bwd']} | {row['chosen']} | "
           f"{row['chosen_speedup_vs_xla']:.1f}× |")
+  if r.get("note"):
+    lines += ["", r["note"]]
   return "\n".join(lines) + "\n"
 
 
