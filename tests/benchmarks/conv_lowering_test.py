@@ -21,6 +21,9 @@ def test_narrow_set_writes_its_own_file(tmp_path):
     assert row["chosen"] == "xla"  # batch 2: below SMALL_CONV_MACS
   md = (tmp_path / "conv_lowering_narrow_cpu.md").read_text()
   assert "| 7×7 | 8→8 | 3/1/1 |" in md and "Machine: " in md
+  table = [line for line in md.splitlines() if line.startswith("|")]
+  assert len({line.count("|") for line in table}) == 1  # every row as wide as the header
+  assert "xla_taps f+b" in table[0]
   assert not (tmp_path / "conv_lowering_cpu.json").exists()  # the peer table untouched
 
 
