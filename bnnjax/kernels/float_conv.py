@@ -170,7 +170,10 @@ def choose_lowering(x_shape, w_shape, strides, pads, platform: str | None = None
   an output map larger than 2×2, fewer than :data:`NARROW_CONV_MACS` multiply-adds);
   ``im2col`` for a k×k kernel on ``c_in < 16``; ``xla_taps`` for a k×k kernel with an
   output map of at least :data:`XLA_FORWARD_MIN_POSITIONS` positions; ``taps``
-  otherwise.
+  otherwise. Not re-measured on an AVX2 machine since: capping XLA's code generation
+  at AVX2 on the AVX-512 machine (``--xla_cpu_max_isa=AVX2``) kept XLA's gradients
+  fast (28×28 16→16 at batch 128, both gradients: 15 against 53 ms for ``taps``), so
+  the collapse may come from the libraries' own CPU dispatch or from an older XLA.
 
   Args:
     x_shape: ``(N, H, W, c_in)``.
