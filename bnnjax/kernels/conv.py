@@ -264,35 +264,30 @@ def binary_conv(x: jax.Array, w: jax.Array, *, strides=1, padding="SAME",
   strides = _pair(strides, "strides")
   pad_value = _check_pad_value(pad_value)
   pads = conv_pads(padding, w.shape[:2], strides, x.shape[1:3])
-  w_packed, sums = _pack_live_taps(w, live_tap_hull(w.shape[:2], strides, pads,
-                                                    x.shape[1:3]), pad_value)
+  w_packed = _pack_live_taps(w, live_tap_hull(w.shape[:2], strides, pads, x.shape[1:3]),
+                             pad_value)
   return binary_conv_packed(pack_bits(x, axis=-1), w_packed, in_features=x.shape[-1],
                             strides=strides, padding=pads, pad_value=pad_value,
-                            implementation=implementation, interpret=interpret, sums=sums)
+                            implementation=implementation, interpret=interpret)
 
 
-def _pack_live_taps(w: jax.Array, hull, pad_value: float):
-  """A float kernel packed for :func:`binary_conv_packed` where only the taps in
-  ``hull`` (:func:`live_tap_hull`) are read: ``(w_packed, sums)``.
-
-  Only the live taps are packed (the product never reads the others; the dead ones
-  are left 0). Where the border is +1 their :func:`tap_sums` are still needed (a
-  dead tap adds ``s[t, o]`` to every output), so ``sums`` is computed from ``w``'s
-  signs over every tap; otherwise ``None`` (:func:`binary_conv_packed` derives it from
-  the packed live taps). On a 1×1 map a 3×3 kernel packs its centre tap only: a
-  training step packs its latent kernel on every call, and for ResNet-18's 3×3×512×512
-  kernels that is 9× less to pack.
+def _pack_live_taps(w: jax.Array, hull, pad_value: float) -> jax.Array:
+  """A float kernel packed for :func:`binary_conv_packed`, which reads only the taps in
+  ``hull`` (:func:`live_tap_hull`): with a zero border only those are packed (the dead
+  ones are left 0). On a 1×1 map a 3×3 kernel packs its centre tap only: a training
+  step packs its latent kernel on every call, and for ResNet-18's 3×3×512×512 kernels
+  that is 9× less to pack. With a +1 border a dead tap adds its :func:`tap_sums` to
+  every output, which come from the packed kernel, so every tap is packed.
   """
-  kh, kw, c_in, _ = w.shape
-  if hull == ((0, kh - 1), (0, kw - 1)):
-    return pack_conv_kernel(w), None
-  sums = (2 * jnp.sum(w >= 0, axis=2, dtype=jnp.int32) - c_in) if pad_value == 1.0 else None
-  w_packed = jnp.zeros((kh, kw, num_words(c_in), w.shape[3]), jnp.uint32)
+  kh, kw = w.shape[:2]
+  if hull == ((0, kh - 1), (0, kw - 1)) or pad_value == 1.0:
+    return pack_conv_kernel(w)
+  w_packed = jnp.zeros((kh, kw, num_words(w.shape[2]), w.shape[3]), jnp.uint32)
   if hull is not None:
     (i0, i1), (j0, j1) = hull
     w_packed = w_packed.at[i0:i1 + 1, j0:j1 + 1].set(
         pack_conv_kernel(w[i0:i1 + 1, j0:j1 + 1]))
-  return w_packed, sums
+  return w_packed
 
 
 def binary_dense(x: jax.Array, w: jax.Array, *, implementation: api.Implementation = None,

@@ -119,8 +119,6 @@ NARROW_CONV_MACS = 1 << 26
 XLA_FORWARD_MIN_POSITIONS = 400
 
 
-
-
 @functools.cache
 def cpu_has_avx512() -> bool:
   """Whether this machine's CPU has AVX-512 (``avx512f`` in ``/proc/cpuinfo``; False

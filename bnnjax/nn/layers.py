@@ -133,9 +133,9 @@ def packed_implementation():
   return kernels.resolve(None)
 
 
-def packed_is_faster(layer, in_hw, pads, platform: str | None = None) -> bool:
+def packed_is_faster(in_hw, platform: str | None = None) -> bool:
   """``compute="auto"`` in training: whether the packed path is the faster exact one
-  for this layer here.
+  for a binary layer here (``in_hw``: a conv's input map, ``None`` for a dense layer).
 
   The backward pass is the float straight-through gradient either way, so only the
   forward differs, and there the packed path packs the latent kernel on every call.
@@ -218,14 +218,14 @@ class _QuantLayer(nnx.Module):
     """
     return methods.for_spec(self.spec).folded_scale(self.spec, self)
 
-  def _packed(self, in_hw, pads) -> bool:
+  def _packed(self, in_hw) -> bool:
     """Whether this call computes its ±1 product with the packed kernels: only for
     ±1 sign input and kernel quantizers (``QuantSpec.sign_operands``; the spec refuses
     ``compute="packed"`` with others)."""
     spec = self.spec
     if not spec.sign_operands or spec.compute == "float":
       return False
-    return spec.compute == "packed" or packed_is_faster(self, in_hw, pads)
+    return spec.compute == "packed" or packed_is_faster(in_hw)
 
   def _quantize(self, x):
     spec = self.spec
@@ -300,7 +300,7 @@ class QuantConv(_QuantLayer):
     # +1 padding keeps a binary input binary, so one bit holds the border exactly.
     pad_value = self.spec.pad_value if self.spec.binary_input else 0.0
     wq = wq.astype(xq.dtype)
-    if self._packed(x.shape[1:3], pads):
+    if self._packed(x.shape[1:3]):
       y = kernels.binary_conv_ste(xq, wq, strides=self.strides, padding=pads,
                                   pad_value=pad_value, implementation=packed_implementation())
     else:
@@ -336,7 +336,7 @@ class QuantDense(_QuantLayer):
           f"QuantDense expects {self.in_features} input features, got shape {x.shape}.")
     xq, wq = self._quantize(x)
     wq = wq.astype(xq.dtype)
-    if self._packed(None, None):
+    if self._packed(None):
       y = kernels.binary_dense_ste(xq, wq, implementation=packed_implementation())
     else:
       y = float_product(jnp.dot, xq, wq, self.spec)

@@ -151,11 +151,10 @@ def test_auto_trains_every_conv_packed_on_cpu():
   """compute="auto": the packed forward where it was measured faster (every binary
   conv on CPU, down to 1×1 maps), the float one for dense layers and on GPU/TPU."""
   conv = nn.QuantConv(64, 64, 3, spec=nn.method_spec("xnor"), rngs=nnx.Rngs(0))
-  pads = ((1, 1), (1, 1))
   for size in (7, 4, 2, 1):
-    assert nn.layers.packed_is_faster(conv, (size, size), pads, "cpu"), size
-  assert not nn.layers.packed_is_faster(conv, (7, 7), pads, "gpu")
-  assert not nn.layers.packed_is_faster(conv, None, None, "cpu")  # dense layers
+    assert nn.layers.packed_is_faster((size, size), "cpu"), size
+  assert not nn.layers.packed_is_faster((7, 7), "gpu")
+  assert not nn.layers.packed_is_faster(None, "cpu")  # dense layers
   dense = nn.QuantDense(64, 8, spec=nn.method_spec("xnor"), rngs=nnx.Rngs(0))
   if jax.default_backend() == "cpu":  # the layers themselves follow the rule
     for size in (7, 2, 1):
