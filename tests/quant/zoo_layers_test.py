@@ -63,7 +63,7 @@ def test_conv_forward_and_backward(iq, ikw, kq, kkw):
   assert y.shape == (2, 5, 5, 4) and np.all(np.isfinite(y))
   g_k = g["kernel"][...]
   assert np.all(np.isfinite(g_k)) and np.any(g_k != 0)
-  assert not layer._packed((5, 5), None)  # auto: the float path for these quantizers
+  assert not layer._packed((5, 5))  # auto: the float path for these quantizers
 
 
 @pytest.mark.parametrize("field,name,kw", [
@@ -84,7 +84,7 @@ def test_compute_packed_with_signs_uses_the_packed_path():
   spec = nn.QuantSpec(input_quantizer="approx_sign", kernel_quantizer="swish_sign",
                       compute="packed")
   assert spec.sign_operands
-  assert nn.QuantDense(4, 2, spec=spec, rngs=nnx.Rngs(0))._packed(None, None)
+  assert nn.QuantDense(4, 2, spec=spec, rngs=nnx.Rngs(0))._packed(None)
 
 
 class _Net(nnx.Module):
