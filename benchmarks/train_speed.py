@@ -19,6 +19,9 @@ Rows, per binary compute backend (``config.binary_compute``: ``float``, ``packed
 * ``packed_b1`` / ``packed_bN``: the packed export (:func:`bnnjax.packed.pack_model`)
   at batch 1 and ``--batch``.
 
+and the train step of each of ``--also_methods`` on the first backend: what each
+method's scales and loss terms cost, next to Larq's scale-free ``ste_sign`` network.
+
 ``--peers`` also runs ``larq_peer.py`` and ``lce_peer.py`` (``--larq_python``, the venv
 ``../shared/peers/setup_larq_venv.sh`` builds) and alternates rounds: bnnjax, Larq,
 LCE, bnnjax, ... so both see the same machine state; ratios come from the medians
@@ -53,8 +56,10 @@ from flax import nnx
 
 from benchmarks import cli
 from bnnjax import data as data_lib
+from bnnjax import methods
 from bnnjax import nn
 from bnnjax import packed
+from bnnjax.train import optim
 from bnnjax.train import parallel
 from bnnjax.train import trainer
 from configs import common
@@ -84,7 +89,13 @@ class Config:
     compute_dtypes: comma-separated ``binary_compute_dtype`` values the binary
       training step is timed at (the first gives the table's ``train`` column; e.g.
       ``auto,float32`` on a GPU, where ``auto`` is bfloat16).
-    method: quantization method of the binary convs.
+    method: quantization method of the binary convs (``bonn`` with its loss terms,
+      the kernel loss decoupled, as ``configs/bonn_resnet18.py`` trains it).
+    also_methods: further methods whose binary training step is timed, on the first
+      of ``--backends``, comma-separated ('' for none). Larq's peer binarises with a
+      bare ``ste_sign`` and no scale; ``xnor`` adds α and the activation map K,
+      ``xnorpp_1`` one learned Γ per output channel, ``bonn`` one scalar per layer
+      and its two loss terms.
     backends: comma-separated ``binary_compute`` backends to time.
     rounds: alternated rounds of (bnnjax, Larq, LCE).
     peers: also run the Larq and LCE peers.
@@ -103,6 +114,7 @@ class Config:
   eval_batch: int = 0
   compute_dtypes: str = "auto"
   method: str = "xnor"
+  also_methods: str = "xnorpp_1,bonn"
   backends: str = "float,packed,auto"
   rounds: int = 1
   peers: bool = False
@@ -119,6 +131,12 @@ class Config:
     if self.eval_batch < 0:
       raise ValueError(f"--eval_batch={self.eval_batch}; allowed values are >= 1, or 0 "
                        "for --batch.")
+    for name, value in (("method", self.method), ("also_methods", self.also_methods)):
+      for m in filter(None, value.split(",")) if name == "also_methods" else [value]:
+        try:
+          methods.parse(m)
+        except ValueError as e:
+          raise ValueError(f"--{name}={value!r}: {e}") from None
     peer = (self.image_size, self.channels, self.classes) == (28, 1, 10)
     if self.peers and not (peer and self.eval_batch in (0, self.batch)):
       raise ValueError("--peers times the peers' network (28×28×1, 10 classes, one "
@@ -141,6 +159,8 @@ def _config(cfg: Config, method: str, backend: str, dtype: str | None = None):
            schedule="constant", binary_compute=backend, seed=cfg.seed,
            binary_compute_dtype=dtype or cfg.compute_dtypes.split(",")[0])
   c.model_kwargs.update(width=cfg.width, stem="imagenet")
+  if common.is_bonn(method):  # BONN's layers with its loss terms, as its config trains
+    common.add_bonn(c, w_lr=c.lr / 10, kernel_decoupled=True)
   return c
 
 
@@ -187,13 +207,17 @@ def time_training(cfg: Config, method: str, backend: str,
                   dtype: str | None = None) -> dict:
   """The trainer's train step on fixed random data (binary products in ``dtype``,
   default the first of ``--compute_dtypes``)."""
-  setup = _set_up(cfg, _config(cfg, method, backend, dtype))
+  config = _config(cfg, method, backend, dtype)
+  setup = _set_up(cfg, config)
   variables = jax.tree_util.tree_leaves_with_path(
       setup.state.params, is_leaf=lambda v: isinstance(v, nnx.Variable))
   flags = [isinstance(v, nn.LatentWeight) for _, v in variables]
   mesh = parallel.make_mesh()
+  # the arguments trainer._train passes (BONN's decoupled kernel loss needs the groups)
   step = trainer.make_train_step(setup.graphdef, setup.tx, setup.terms, setup.schedules,
-                                 flags, None, mesh)
+                                 flags, trainer.setting(config, "clip_latent"), mesh,
+                                 trainer.setting(config, "diagnostics_per_layer"),
+                                 optim.leaf_groups(config, setup.state.params))
   x, y = _data(cfg, cfg.batch)
   batch = parallel.shard_batch({"image": np.asarray(x), "label": np.asarray(y)}, mesh)
   state = parallel.replicate(setup.state, mesh)
@@ -267,6 +291,10 @@ def time_readme_command() -> dict:
     shutil.rmtree(workdir, ignore_errors=True)
 
 
+def _also_methods(cfg: Config) -> list[str]:
+  return [m for m in cfg.also_methods.split(",") if m and m != cfg.method]
+
+
 def _median(values):
   return statistics.median(values) if values else None
 
@@ -283,6 +311,8 @@ def run_benchmark(cfg: Config, command: str = "") -> dict:
                                    for d in dtypes[1:]},
                                 **time_inference(cfg, backend)}
     rnd["bnnjax"]["fp_train"] = time_training(cfg, "fp", "float")
+    rnd["bnnjax"]["methods"] = {m: time_training(cfg, m, backends[0])
+                                for m in _also_methods(cfg)}
     if cfg.peers:
       rnd["larq"] = _run_peer(cfg, "larq_peer.py", [
           "--steps", str(max(cfg.repeats, 20)), "--batch", str(cfg.batch), "--no-tob"])
@@ -301,10 +331,16 @@ def run_benchmark(cfg: Config, command: str = "") -> dict:
           [rnd["bnnjax"][backend][f"train_{d}"]["median_ms"] for rnd in rounds])
   summary["fp_train_ms"] = _median([rnd["bnnjax"]["fp_train"]["median_ms"]
                                     for rnd in rounds])
+  for m in _also_methods(cfg):
+    summary[f"{m}/train_ms"] = _median([rnd["bnnjax"]["methods"][m]["median_ms"]
+                                        for rnd in rounds])
   if cfg.peers:
     summary.update(_peer_summary(rounds, cfg))
     for backend in backends:
       _ratios(summary, backend, cfg.batch)
+    for m in _also_methods(cfg):
+      summary[f"{m}/train_speedup_vs_larq"] = (summary["larq/train_ms"]
+                                               / summary[f"{m}/train_ms"])
   if cfg.readme_command:
     summary["readme_command"] = time_readme_command()
   return {"benchmark": RESULTS_NAME, "command": command,
@@ -374,6 +410,21 @@ def format_markdown(r: dict) -> str:
                       f"{d} {s[f'{be}/train_ms' if i == 0 else f'{be}/train_{d}_ms']:.1f} ms"
                       for i, d in enumerate(dtypes))
                   for be in cfg["backends"].split(",")) + "."]
+  others = [m for m in cfg.get("also_methods", "").split(",")
+            if m and f"{m}/train_ms" in s]
+  if others:
+    first = cfg["backends"].split(",")[0]
+    peer = "larq/train_ms" in s
+    lines += ["", f"Binary training step by method (`{first}` backend). Larq's peer "
+              "binarises with a bare `ste_sign` and no scale; `xnor` adds α and the "
+              "activation map K, `xnorpp_1` a learned Γ per output channel, `bonn` one "
+              "scalar per layer and its two loss terms.", "",
+              "| method | train step ms (img/s) |" + (" vs Larq |" if peer else ""),
+              "|---|---|" + ("---|" if peer else "")]
+    for m, t in [(cfg["method"], s[f"{first}/train_ms"])] + [
+        (m, s[f"{m}/train_ms"]) for m in others]:
+      lines.append(f"| `{m}` | {t:.1f} ({b / t * 1e3:.0f}) |"
+                   + (f" {s['larq/train_ms'] / t:.2f}× |" if peer else ""))
   models = {be: ("packed" if d.get("eval_model_packed") else "eval-mode")
             for be, d in r["rounds"][0]["bnnjax"].items() if "eval_b1" in d}
   lines += ["", "The eval step's model: " + ", ".join(

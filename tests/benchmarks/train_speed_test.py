@@ -14,7 +14,7 @@ def test_tiny_run_writes_every_row(tmp_path):
   # no dataset read, and an inference batch other than the training batch.
   ts.main(["--batch=4", "--eval_batch=3", "--image_size=20", "--channels=3",
            "--classes=7", "--repeats=1", "--warmup=1", "--width=4", "--backends=packed",
-           "--compute_dtypes=auto,bfloat16",
+           "--compute_dtypes=auto,bfloat16", "--also_methods=xnor,bonn",
            f"--out={tmp_path}"])
   data = json.loads((tmp_path / "train_speed_cpu.json").read_text())
   s = data["summary"]
@@ -35,6 +35,12 @@ def test_tiny_run_writes_every_row(tmp_path):
   # the binary step timed again with bfloat16 ±1 products (config.binary_compute_dtype)
   assert s["packed/train_bfloat16_ms"] > 0
   assert "`packed` auto " in md and ", bfloat16 " in md
+  # BONN's step (its layers and both loss terms) beside the main method's; a method
+  # equal to --method is not timed twice
+  assert s["bonn/train_ms"] > 0 and "xnor/train_ms" not in s
+  assert set(data["rounds"][0]["bnnjax"]["methods"]) == {"bonn"}
+  assert "Binary training step by method (`packed` backend)" in md
+  assert "| `xnor` |" in md and "| `bonn` |" in md
 
 
 def test_config_errors():
@@ -48,3 +54,15 @@ def test_config_errors():
     ts.Config(compute_dtypes="auto,fp16")
   with pytest.raises(ValueError, match="--eval_batch=-1"):
     ts.Config(eval_batch=-1)
+  with pytest.raises(ValueError, match="--also_methods='bonn,xnr'"):
+    ts.Config(also_methods="bonn,xnr")
+  with pytest.raises(ValueError, match="--method='bnn'"):
+    ts.Config(method="bnn")
+
+
+def test_bonn_is_timed_with_its_loss_terms():
+  c = ts._config(ts.Config(), "bonn", "auto")
+  assert c.method == "bonn"
+  assert set(c.loss_terms) >= {"bayesian_kernel", "bayesian_feature"}
+  assert c.bonn_kernel_decoupled
+  assert "bayesian_kernel" not in ts._config(ts.Config(), "xnor", "auto").loss_terms
