@@ -6,6 +6,8 @@ inside (the caller weights them), the feature loss per example (the caller reduc
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
@@ -41,6 +43,16 @@ def bayesian_kernel_loss(kernel: ArrayLike, modulation: ArrayLike, mu: ArrayLike
   the negative log-likelihood of a two-mode Gaussian mixture at ``±μ_i``; they pull
   the latent weights toward two modes.
 
+  Its gradient is autodiff's, in closed form (``r = k̂ − w ∘ k``, ``d = k ∓ μ_i`` by
+  mode, ``s_i = σ_i^{-2}``): ``∂k = −2 w r + 2ν s d``, ``∂w = −2 Σ k r`` over the axes
+  ``w`` is broadcast along, ``∂μ_i = −2ν s_i Σ ±d`` (+ for the ``k ≥ 0`` mode),
+  ``∂log σ_i = ν (2 D_i − 2 s_i Σ d²)``. The forward pass keeps the four partial sums
+  ``Σ r², Σ d², Σ k r, Σ ±d`` per filter and modulation entry, taken in one pass over
+  the kernel (a variadic reduction), so the backward pass reads the kernel once more,
+  for ``∂k``: autodiff's own backward read it once per sum, and on a 2-core CPU the
+  loss over ResNet-18's 11 M weights took 76 ms against 13 ms (value and gradient,
+  alternated in one process; docs/bonn.md#speed).
+
   Args:
     kernel: latent kernel, conv ``(kh, kw, c_in, c_out)`` or dense ``(d_in, d_out)``.
     modulation: ``w``; shape ``(kh, kw)`` (conv, broadcast over channels), ``(d_in,)``
@@ -50,23 +62,70 @@ def bayesian_kernel_loss(kernel: ArrayLike, modulation: ArrayLike, mu: ArrayLike
     nu: ``ν``, weight of the prior terms.
 
   Returns:
-    A scalar.
+    A scalar, in float32 (the sums are taken in float32 for any kernel dtype).
   """
   kernel = jnp.asarray(kernel)
-  w = _modulation_for(kernel, jnp.asarray(modulation))
+  modulation = jnp.asarray(modulation)
+  _modulation_for(kernel, modulation)  # checks its shape
   mu = jnp.asarray(mu)
   log_sigma = jnp.asarray(log_sigma)
   c_out = kernel.shape[-1]
   for name, v in (("mu", mu), ("log_sigma", log_sigma)):
     if v.shape != (c_out,):
       raise ValueError(f"{name} must have shape ({c_out},), got {v.shape}.")
-  k_hat = jax.lax.stop_gradient(sign(kernel))
-  reconstruction = jnp.sum((k_hat - w * kernel) ** 2)
-  diff = jnp.where(kernel >= 0, kernel - mu, kernel + mu)
-  prior = jnp.sum(diff ** 2 * jnp.exp(-2.0 * log_sigma))
-  d_i = kernel.size // c_out
-  log_det = d_i * jnp.sum(2.0 * log_sigma)
-  return reconstruction + nu * (prior + log_det)
+  return _kernel_loss(kernel, modulation, mu, log_sigma, float(nu))
+
+
+def _kernel_terms(kernel, modulation, mu, log_sigma):
+  """``w`` broadcast, ``r = k̂ − w ∘ k``, ``d = k ∓ μ`` and ``s = σ^{-2}``, in float32."""
+  k = kernel.astype(jnp.float32)
+  w = _modulation_for(k, modulation.astype(jnp.float32))
+  r = sign(k) - w * k
+  d = jnp.where(k >= 0, k - mu.astype(jnp.float32), k + mu.astype(jnp.float32))
+  s = jnp.exp(-2.0 * log_sigma.astype(jnp.float32))
+  return k, w, r, d, s
+
+
+def _kernel_loss_forward(kernel, modulation, mu, log_sigma, nu):
+  k, _, r, d, s = _kernel_terms(kernel, modulation, mu, log_sigma)
+  # One pass over the kernel: Σ r², Σ d², Σ k·r and Σ ±d over the input axes, per
+  # modulation entry and filter (shape modulation.shape + (c_out,)).
+  axes = tuple(range(modulation.ndim, k.ndim - 1))
+  zero = jnp.zeros((), jnp.float32)
+  r2, d2, kr, signed_d = jax.lax.reduce(
+      (r * r, d * d, k * r, jnp.where(k >= 0, d, -d)), (zero,) * 4,
+      lambda a, b: tuple(x + y for x, y in zip(a, b)), axes)
+  lead = tuple(range(modulation.ndim))
+  d2 = jnp.sum(d2, axis=lead)  # per filter
+  d_i = kernel.size // kernel.shape[-1]
+  value = jnp.sum(r2) + nu * (jnp.sum(d2 * s)
+                              + d_i * jnp.sum(2.0 * log_sigma.astype(jnp.float32)))
+  return value, (d2, jnp.sum(signed_d, axis=lead), jnp.sum(kr, axis=-1))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+def _kernel_loss(kernel, modulation, mu, log_sigma, nu):
+  return _kernel_loss_forward(kernel, modulation, mu, log_sigma, nu)[0]
+
+
+def _kernel_loss_fwd(kernel, modulation, mu, log_sigma, nu):
+  value, sums = _kernel_loss_forward(kernel, modulation, mu, log_sigma, nu)
+  return value, (kernel, modulation, mu, log_sigma, sums)
+
+
+def _kernel_loss_bwd(nu, res, g):
+  kernel, modulation, mu, log_sigma, (d2, signed_d, kr) = res
+  _, w, r, d, s = _kernel_terms(kernel, modulation, mu, log_sigma)
+  d_i = kernel.size // kernel.shape[-1]
+  g_k = g * (-2.0 * w * r + 2.0 * nu * s * d)
+  g_w = g * -2.0 * kr
+  g_mu = g * -2.0 * nu * s * signed_d
+  g_ls = g * nu * (2.0 * d_i - 2.0 * s * d2)
+  return (g_k.astype(kernel.dtype), g_w.astype(modulation.dtype),
+          g_mu.astype(mu.dtype), g_ls.astype(log_sigma.dtype))
+
+
+_kernel_loss.defvjp(_kernel_loss_fwd, _kernel_loss_bwd)
 
 
 def bayesian_feature_loss(features: ArrayLike, labels: ArrayLike, centers: ArrayLike,

@@ -59,6 +59,47 @@ def test_kernel_loss_closed_form_gradients():
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
+def _plain_kernel_loss(k, w, mu, ls, nu):
+  """Eq. 7/9 written out, differentiated by autodiff (the loss's own backward is
+  hand-written and reuses sums kept by its forward pass)."""
+  w = w if w.ndim == 0 else w.reshape(w.shape + (1,) * (k.ndim - w.ndim))
+  k_hat = jax.lax.stop_gradient(jnp.where(k >= 0, 1.0, -1.0))
+  diff = jnp.where(k >= 0, k - mu, k + mu)
+  return (jnp.sum((k_hat - w * k) ** 2)
+          + nu * (jnp.sum(diff ** 2 * jnp.exp(-2 * ls)) + k.size // k.shape[-1]
+                  * jnp.sum(2 * ls)))
+
+
+@pytest.mark.parametrize("w_shape", [(3, 3), ()], ids=["per_tap", "scalar"])
+def test_kernel_loss_conv_gradients_equal_autodiffs(w_shape):
+  keys = jax.random.split(jax.random.key(3), 4)
+  k = 0.1 * jax.random.normal(keys[0], (3, 3, 5, 4))
+  k = k.at[0, 0, 0, 0].set(0.0)  # a zero weight: the k >= 0 mode
+  w = jax.random.uniform(keys[1], w_shape, minval=5.0, maxval=15.0)
+  mu = jax.random.uniform(keys[2], (4,), minval=0.02, maxval=0.2)
+  ls = jax.random.normal(keys[3], (4,))
+  args = (k, w, mu, ls)
+  value, grads = jax.jit(jax.value_and_grad(
+      lambda *a: losses.bayesian_kernel_loss(*a, nu=NU), argnums=(0, 1, 2, 3)))(*args)
+  want_value, want = jax.value_and_grad(
+      lambda *a: _plain_kernel_loss(*a, NU), argnums=(0, 1, 2, 3))(*args)
+  assert float(value) == pytest.approx(float(want_value), rel=1e-6)
+  for got, ref in zip(grads, want):
+    assert got.shape == ref.shape and got.dtype == ref.dtype
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5 * float(jnp.max(jnp.abs(ref))))
+
+
+def test_kernel_loss_bfloat16_kernel_sums_in_float32():
+  k = 0.1 * jax.random.normal(jax.random.key(4), (3, 3, 8, 4))
+  w, mu, ls = jnp.full((3, 3), 10.0), jnp.full((4,), 0.08), jnp.zeros(4)
+  value, g = jax.value_and_grad(lambda k: losses.bayesian_kernel_loss(
+      k, w, mu, ls, nu=NU))(k.astype(jnp.bfloat16))
+  assert value.dtype == jnp.float32 and g.dtype == jnp.bfloat16
+  k32 = k.astype(jnp.bfloat16).astype(jnp.float32)  # the same weights
+  assert float(value) == pytest.approx(float(_plain_kernel_loss(k32, w, mu, ls, NU)),
+                                       rel=1e-6)
+
+
 F = np.array([[1.0, 2.0], [0.0, -1.0]], np.float32)
 Y = np.array([1, 0])
 C = np.array([[0.0, 0.0], [1.0, 1.0], [5.0, 5.0]], np.float32)
