@@ -19,7 +19,8 @@ Rows, per binary compute backend (``config.binary_compute``: ``float``, ``packed
 * ``packed_b1`` / ``packed_bN``: the packed export (:func:`bnnjax.packed.pack_model`)
   at batch 1 and ``--batch``.
 
-and the train step of each of ``--also_methods`` on the first backend: what each
+and the train step of each of ``--also_methods`` on ``auto`` (when timed, else the
+first of ``--backends``): what each
 method's scales and loss terms cost, next to Larq's scale-free ``ste_sign`` network.
 
 ``--peers`` also runs ``larq_peer.py`` and ``lce_peer.py`` (``--larq_python``, the venv
@@ -91,8 +92,8 @@ class Config:
       ``auto,float32`` on a GPU, where ``auto`` is bfloat16).
     method: quantization method of the binary convs (``bonn`` with its loss terms,
       the kernel loss decoupled, as ``configs/bonn_resnet18.py`` trains it).
-    also_methods: further methods whose binary training step is timed, on the first
-      of ``--backends``, comma-separated ('' for none). Larq's peer binarises with a
+    also_methods: further methods whose binary training step is timed, on ``auto``
+      if ``--backends`` has it, else on its first, comma-separated ('' for none). Larq's peer binarises with a
       bare ``ste_sign`` and no scale; ``xnor`` adds α and the activation map K,
       ``xnorpp_1`` one learned Γ per output channel, ``bonn`` one scalar per layer
       and its two loss terms.
@@ -291,6 +292,11 @@ def time_readme_command() -> dict:
     shutil.rmtree(workdir, ignore_errors=True)
 
 
+def _methods_backend(backends: list[str]) -> str:
+  """The backend ``--also_methods`` are timed on: ``auto``, the default, if timed."""
+  return "auto" if "auto" in backends else backends[0]
+
+
 def _also_methods(cfg: Config) -> list[str]:
   return [m for m in cfg.also_methods.split(",") if m and m != cfg.method]
 
@@ -311,7 +317,7 @@ def run_benchmark(cfg: Config, command: str = "") -> dict:
                                    for d in dtypes[1:]},
                                 **time_inference(cfg, backend)}
     rnd["bnnjax"]["fp_train"] = time_training(cfg, "fp", "float")
-    rnd["bnnjax"]["methods"] = {m: time_training(cfg, m, backends[0])
+    rnd["bnnjax"]["methods"] = {m: time_training(cfg, m, _methods_backend(backends))
                                 for m in _also_methods(cfg)}
     if cfg.peers:
       rnd["larq"] = _run_peer(cfg, "larq_peer.py", [
@@ -413,7 +419,7 @@ def format_markdown(r: dict) -> str:
   others = [m for m in cfg.get("also_methods", "").split(",")
             if m and f"{m}/train_ms" in s]
   if others:
-    first = cfg["backends"].split(",")[0]
+    first = _methods_backend(cfg["backends"].split(","))
     peer = "larq/train_ms" in s
     lines += ["", f"Binary training step by method (`{first}` backend). Larq's peer "
               "binarises with a bare `ste_sign` and no scale; `xnor` adds α and the "

@@ -60,6 +60,11 @@ def test_config_errors():
     ts.Config(method="bnn")
 
 
+def test_methods_are_timed_on_the_default_backend():
+  assert ts._methods_backend(["float", "packed", "auto"]) == "auto"
+  assert ts._methods_backend(["float", "packed"]) == "float"
+
+
 def test_bonn_is_timed_with_its_loss_terms():
   c = ts._config(ts.Config(), "bonn", "auto")
   assert c.method == "bonn"
