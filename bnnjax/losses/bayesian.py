@@ -6,8 +6,6 @@ inside (the caller weights them), the feature loss per example (the caller reduc
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
@@ -73,7 +71,7 @@ def bayesian_kernel_loss(kernel: ArrayLike, modulation: ArrayLike, mu: ArrayLike
   for name, v in (("mu", mu), ("log_sigma", log_sigma)):
     if v.shape != (c_out,):
       raise ValueError(f"{name} must have shape ({c_out},), got {v.shape}.")
-  return _kernel_loss(kernel, modulation, mu, log_sigma, float(nu))
+  return _kernel_loss(kernel, modulation, mu, log_sigma, jnp.asarray(nu, jnp.float32))
 
 
 def _kernel_terms(kernel, modulation, mu, log_sigma):
@@ -98,23 +96,23 @@ def _kernel_loss_forward(kernel, modulation, mu, log_sigma, nu):
   lead = tuple(range(modulation.ndim))
   d2 = jnp.sum(d2, axis=lead)  # per filter
   d_i = kernel.size // kernel.shape[-1]
-  value = jnp.sum(r2) + nu * (jnp.sum(d2 * s)
-                              + d_i * jnp.sum(2.0 * log_sigma.astype(jnp.float32)))
-  return value, (d2, jnp.sum(signed_d, axis=lead), jnp.sum(kr, axis=-1))
+  prior = jnp.sum(d2 * s) + d_i * jnp.sum(2.0 * log_sigma.astype(jnp.float32))
+  value = jnp.sum(r2) + nu * prior
+  return value, (d2, jnp.sum(signed_d, axis=lead), jnp.sum(kr, axis=-1), prior)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+@jax.custom_vjp
 def _kernel_loss(kernel, modulation, mu, log_sigma, nu):
   return _kernel_loss_forward(kernel, modulation, mu, log_sigma, nu)[0]
 
 
 def _kernel_loss_fwd(kernel, modulation, mu, log_sigma, nu):
   value, sums = _kernel_loss_forward(kernel, modulation, mu, log_sigma, nu)
-  return value, (kernel, modulation, mu, log_sigma, sums)
+  return value, (kernel, modulation, mu, log_sigma, nu, sums)
 
 
-def _kernel_loss_bwd(nu, res, g):
-  kernel, modulation, mu, log_sigma, (d2, signed_d, kr) = res
+def _kernel_loss_bwd(res, g):
+  kernel, modulation, mu, log_sigma, nu, (d2, signed_d, kr, prior) = res
   _, w, r, d, s = _kernel_terms(kernel, modulation, mu, log_sigma)
   d_i = kernel.size // kernel.shape[-1]
   g_k = g * (-2.0 * w * r + 2.0 * nu * s * d)
@@ -122,7 +120,7 @@ def _kernel_loss_bwd(nu, res, g):
   g_mu = g * -2.0 * nu * s * signed_d
   g_ls = g * nu * (2.0 * d_i - 2.0 * s * d2)
   return (g_k.astype(kernel.dtype), g_w.astype(modulation.dtype),
-          g_mu.astype(mu.dtype), g_ls.astype(log_sigma.dtype))
+          g_mu.astype(mu.dtype), g_ls.astype(log_sigma.dtype), g * prior)
 
 
 _kernel_loss.defvjp(_kernel_loss_fwd, _kernel_loss_bwd)

@@ -89,6 +89,18 @@ def test_kernel_loss_conv_gradients_equal_autodiffs(w_shape):
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5 * float(jnp.max(jnp.abs(ref))))
 
 
+def test_kernel_loss_nu_may_be_traced_and_differentiated():
+  k = 0.1 * jax.random.normal(jax.random.key(5), (3, 3, 4, 2))
+  w, mu, ls = jnp.full((3, 3), 10.0), jnp.array([0.05, 0.1]), jnp.array([0.3, -0.2])
+  nus = jnp.array([0.0, 1e-4, 0.5])
+  got = jax.vmap(lambda nu: losses.bayesian_kernel_loss(k, w, mu, ls, nu=nu))(nus)
+  want = jnp.stack([_plain_kernel_loss(k, w, mu, ls, nu) for nu in nus])
+  np.testing.assert_allclose(got, want, rtol=1e-6)
+  d_nu = jax.grad(lambda nu: losses.bayesian_kernel_loss(k, w, mu, ls, nu=nu))(0.3)
+  want_d = jax.grad(lambda nu: _plain_kernel_loss(k, w, mu, ls, nu))(0.3)
+  assert float(d_nu) == pytest.approx(float(want_d), rel=1e-5)
+
+
 def test_kernel_loss_bfloat16_kernel_sums_in_float32():
   k = 0.1 * jax.random.normal(jax.random.key(4), (3, 3, 8, 4))
   w, mu, ls = jnp.full((3, 3), 10.0), jnp.full((4,), 0.08), jnp.zeros(4)
