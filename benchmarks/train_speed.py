@@ -20,8 +20,8 @@ Rows, per binary compute backend (``config.binary_compute``: ``float``, ``packed
   at batch 1 and ``--batch``.
 
 and the train step of each of ``--also_methods`` on ``auto`` (when timed, else the
-first of ``--backends``): what each
-method's scales and loss terms cost, next to Larq's scale-free ``ste_sign`` network.
+first of ``--backends``): what each method's scales and loss terms cost, next to
+Larq's scale-free ``ste_sign`` network.
 
 ``--peers`` also runs ``larq_peer.py`` and ``lce_peer.py`` (``--larq_python``, the venv
 ``../shared/peers/setup_larq_venv.sh`` builds) and alternates rounds: bnnjax, Larq,
@@ -93,10 +93,10 @@ class Config:
     method: quantization method of the binary convs (``bonn`` with its loss terms,
       the kernel loss decoupled, as ``configs/bonn_resnet18.py`` trains it).
     also_methods: further methods whose binary training step is timed, on ``auto``
-      if ``--backends`` has it, else on its first, comma-separated ('' for none). Larq's peer binarises with a
-      bare ``ste_sign`` and no scale; ``xnor`` adds α and the activation map K,
-      ``xnorpp_1`` one learned Γ per output channel, ``bonn`` one scalar per layer
-      and its two loss terms.
+      if ``--backends`` has it, else on its first, comma-separated ('' for none).
+      Larq's peer binarises with a bare ``ste_sign`` and no scale; ``xnor`` adds α
+      and the activation map K, ``xnorpp_1`` one learned Γ per output channel,
+      ``bonn`` one scalar per layer and its two loss terms.
     backends: comma-separated ``binary_compute`` backends to time.
     rounds: alternated rounds of (bnnjax, Larq, LCE).
     peers: also run the Larq and LCE peers.
