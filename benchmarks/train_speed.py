@@ -132,12 +132,13 @@ class Config:
     if self.eval_batch < 0:
       raise ValueError(f"--eval_batch={self.eval_batch}; allowed values are >= 1, or 0 "
                        "for --batch.")
-    for name, value in (("method", self.method), ("also_methods", self.also_methods)):
-      for m in filter(None, value.split(",")) if name == "also_methods" else [value]:
-        try:
-          methods.parse(m)
-        except ValueError as e:
-          raise ValueError(f"--{name}={value!r}: {e}") from None
+    named = [("method", self.method)] + [("also_methods", m)
+                                         for m in self.also_methods.split(",") if m]
+    for flag, m in named:
+      try:
+        methods.parse(m)
+      except ValueError as e:
+        raise ValueError(f"--{flag}={getattr(self, flag)!r}: {e}") from None
     peer = (self.image_size, self.channels, self.classes) == (28, 1, 10)
     if self.peers and not (peer and self.eval_batch in (0, self.batch)):
       raise ValueError("--peers times the peers' network (28×28×1, 10 classes, one "
