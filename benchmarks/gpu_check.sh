@@ -10,18 +10,22 @@
 # wheels installed with --no-index when tensorflow-datasets or ml-collections is
 # missing; without them, pip installs both from PyPI. The repository itself is used
 # from the working tree (PYTHONPATH), not installed. Where $OUT is set (the device
-# tool), the results files and the logs are also copied there.
+# tool), the logs are written there as each step runs (so a call stopped at its limit
+# still returns them), and at the end they and the results files are packed into
+# $OUT/gpu_check.tar.gz, with the two tables beside it.
 #
-# Steps (what each checks, issue 16's items):
+# Steps (what each checks, issue 16's items), the timings first on an idle GPU:
 #   1. the card and jax's devices;
-#   2. the GPU tests: tests/kernels (the Pallas kernels exact), tests/packed (packed
-#      model = eval-mode model, item 1), tests/nn (layers, precision, compute paths);
-#   3. benchmarks.kernels --device=gpu --quick=1: the XNOR matmul against bf16 and int8
+#   2. benchmarks.kernels --device=gpu --quick=1: the XNOR matmul against bf16 and int8
 #      dots on the issue's shapes (items 2 and 3) -> kernels_gpu.md;
-#   4. benchmarks.train_speed at ImageNet's geometry (224x224x3, 1000 classes, batch
+#   3. benchmarks.train_speed at ImageNet's geometry (224x224x3, 1000 classes, batch
 #      256 training, 1 and 64 inference): training img/s with bfloat16 (auto) and
 #      float32 binary products and the float twin's, eval-mode against packed inference
-#      and their argmax agreement (items 1, 4, 5) -> train_speed_gpu.md.
+#      and their argmax agreement (items 1, 4, 5) -> train_speed_gpu.md;
+#   4. the GPU tests: tests/kernels (the Pallas kernels exact), tests/packed (packed
+#      model = eval-mode model, item 1), tests/nn (layers, precision, compute paths);
+#   5. tuning: other tilings of the popcount and mma_a8 paths on the two target shapes
+#      (kernels_tune_gpu.md; its failure does not count in the exit status).
 # The script goes on after a failed step and exits with the first failure's status.
 #
 # GPU_CHECK_CPU=1 rehearses it on a CPU in about a minute (tiny sizes, a few tests,
@@ -58,7 +62,7 @@ if ! "$PY" -c "import tensorflow_datasets, ml_collections" 2>/dev/null; then
   fi
 fi
 
-step devices 60 bash -c "nvidia-smi --query-gpu=name,driver_version,memory.total \
+step devices 40 bash -c "nvidia-smi --query-gpu=name,driver_version,memory.total \
   --format=csv; $PY -c 'import jax, flax; print(jax.__version__, flax.__version__, \
   jax.devices())'"
 if [ "${GPU_CHECK_CPU:-0}" = 1 ]; then
@@ -74,21 +78,34 @@ if [ "${GPU_CHECK_CPU:-0}" = 1 ]; then
     --out="$RESULTS"
 else
   RESULTS=benchmarks/results
-  # The one test of these that trains on MNIST is left out: a bare GPU machine has no
-  # npm to fetch it (it runs in CI).
-  step tests 180 "$PY" -m pytest -q -n 8 \
-    --maxfail=20 -p no:cacheprovider tests/kernels tests/packed tests/nn --deselect \
-    tests/nn/compute_test.py::test_trainer_loss_curve_and_accuracy_equal_for_both_backends
-  step kernels 120 "$PY" -m benchmarks.kernels --device=gpu --quick=1 --out="$RESULTS"
-  step models 150 "$PY" -m benchmarks.train_speed --image_size=224 --channels=3 \
+  # Timings first, on a GPU nothing else uses; then the tests (8 processes).
+  step kernels 110 "$PY" -m benchmarks.kernels --device=gpu --quick=1 --out="$RESULTS"
+  step models 140 "$PY" -m benchmarks.train_speed --image_size=224 --channels=3 \
     --classes=1000 --batch=256 --eval_batch=64 --backends=float \
     --compute_dtypes=auto,float32 --also_methods= --repeats=10 --warmup=3 \
     --out="$RESULTS"
+  # The one test of these that trains on MNIST is left out: a bare GPU machine has no
+  # npm to fetch it (it runs in CI).
+  step tests 140 "$PY" -m pytest -v -n 8 --tb=short -rfE \
+    --maxfail=20 -p no:cacheprovider tests/kernels tests/packed tests/nn --deselect \
+    tests/nn/compute_test.py::test_trainer_loss_curve_and_accuracy_equal_for_both_backends
+  # Tuning: the kernels' other tilings on the two target shapes (not in the status).
+  saved=$status
+  step tune 50 "$PY" -m benchmarks.kernels --device=gpu --quick=1 --out=/tmp/gpu_tune \
+    --table=1x16384x16384,4096x8192x8192 \
+    --variants=popcount:64x256,popcount:32x512,mma_a8:256x64x4,mma_a8:256x128x4
+  status=$saved
+  cp /tmp/gpu_tune/kernels_gpu.md "$LOGS/kernels_tune_gpu.md" 2>/dev/null
 fi
 
 if [ -n "${OUT:-}" ]; then
+  # At most 8 files come back from $OUT: one archive of the logs and results, and the
+  # two tables beside it.
   cp "$RESULTS"/kernels_*.md "$RESULTS"/kernels_*.json "$RESULTS"/train_speed_*.md \
-    "$RESULTS"/train_speed_*.json "$OUT"/ 2>/dev/null
+    "$RESULTS"/train_speed_*.json "$LOGS"/ 2>/dev/null
+  tar -czf "$OUT/gpu_check.tar.gz" -C "$(dirname "$LOGS")" "$(basename "$LOGS")" \
+    && rm -rf "$LOGS"
+  cp "$RESULTS"/kernels_gpu.md "$RESULTS"/train_speed_gpu.md "$OUT"/ 2>/dev/null
 fi
 echo "gpu_check: exit status $status"
 exit $status

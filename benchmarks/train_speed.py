@@ -197,6 +197,13 @@ def _time(fn, repeats: int, warmup: int) -> dict:
           "first_call_s": first}
 
 
+def _progress(label: str, r: dict) -> None:
+  """One line per measurement on stderr as it is made, so that a run stopped at a time
+  limit (the GPU check) still shows what it had timed."""
+  print(f"{label}: median {r['median_ms']:.3f} ms, first call {r['first_call_s']:.1f} s",
+        file=sys.stderr, flush=True)
+
+
 def _data(cfg: Config, n: int):
   rng = np.random.default_rng(cfg.seed)
   shape = (n, cfg.image_size, cfg.image_size, cfg.channels)
@@ -230,6 +237,7 @@ def time_training(cfg: Config, method: str, backend: str,
     return metrics["loss/total"]
   r = _time(call, cfg.repeats, cfg.warmup)
   r["img_per_s"] = cfg.batch / (r["median_ms"] / 1e3)
+  _progress(f"train {method} {backend} {config.binary_compute_dtype}", r)
   return r
 
 
@@ -252,12 +260,17 @@ def time_inference(cfg: Config, backend: str) -> dict:
     batch = parallel.shard_batch({"image": np.asarray(x), "label": np.asarray(y),
                                   "mask": np.ones((n,), np.float32)}, mesh)
     out[f"eval_b{n}"] = _time(lambda: eval_step(prepared, batch), cfg.repeats, cfg.warmup)
+    _progress(f"eval b{n} {backend}", out[f"eval_b{n}"])
     out[f"packed_b{n}"] = _time(lambda: packed_fn(x), cfg.repeats, cfg.warmup)
+    _progress(f"packed b{n} {backend}", out[f"packed_b{n}"])
     y_packed, y_eval = np.asarray(packed_fn(x)), np.asarray(eval_fn(x))
     out[f"packed_equals_eval_b{n}"] = bool(np.array_equal(y_packed, y_eval))
     out[f"packed_max_logit_diff_b{n}"] = float(np.max(np.abs(y_packed - y_eval)))
     out[f"packed_argmax_agree_b{n}"] = float(np.mean(
         np.argmax(y_packed, -1) == np.argmax(y_eval, -1)))
+    print(f"packed vs eval b{n} {backend}: equal {out[f'packed_equals_eval_b{n}']}, "
+          f"max |diff| {out[f'packed_max_logit_diff_b{n}']:.3g}, argmax agreement "
+          f"{out[f'packed_argmax_agree_b{n}']:.0%}", file=sys.stderr, flush=True)
   out["packed_bytes"] = packed.nbytes(pm)
   return out
 
