@@ -20,20 +20,39 @@ eval step 16.0 → 7.1 s, same machine, same load), and the one test that trains
 it; the computed values are the same functions (the tests compare against references
 with tolerances, and bit-exact comparisons are between programs compiled alike).
 
-Fusion emitters: ``--xla_cpu_use_fusion_emitters=false`` emits XLA:CPU's fusions with
-its older elemental emitters, which generate less LLVM IR for the suite's many small
-fusions: a tiny ResNet-18 train step compiled in 7.0-9.2 s instead of 10.5-13.2 s, its
-eval forward in 2.4-3.6 s instead of 4.1-4.5 s, and eager model construction (one small
-program per op) took 5.3-5.6 s instead of 7.4-10.3 s (same machine, same load,
-alternated). A step runs somewhat slower (20 steps 1.10 s against 0.65 s), which the
-suite's short runs do not feel. Appended to ``XLA_FLAGS`` like the level, and for the
-same reasons harmless to what the tests check.
+Fusion emitters (jaxlib < 0.11, which has the flag):
+``--xla_cpu_use_fusion_emitters=false`` emits XLA:CPU's fusions with its older elemental
+emitters, which generate less LLVM IR for the suite's many small fusions: a tiny
+ResNet-18 train step compiled in 7.0-9.2 s instead of 10.5-13.2 s, its eval forward in
+2.4-3.6 s instead of 4.1-4.5 s, and eager model construction (one small program per op)
+took 5.3-5.6 s instead of 7.4-10.3 s (same machine, same load, alternated). A step runs
+somewhat slower (20 steps 1.10 s against 0.65 s), which the suite's short runs do not
+feel. Appended to ``XLA_FLAGS`` like the level, and for the same reasons harmless to
+what the tests check.
 """
 
 import os
 
 os.environ.setdefault("JAX_THREEFRY_PARTITIONABLE", "0")
-for _flag in ("--xla_backend_optimization_level=0", "--xla_cpu_use_fusion_emitters=false"):
+def _jaxlib_version() -> tuple[int, ...]:
+  """The installed jaxlib's version, read from its metadata (no import: XLA reads
+  ``XLA_FLAGS`` once, when a backend starts)."""
+  from importlib import metadata
+  try:
+    return tuple(int(p) for p in metadata.version("jaxlib").split(".")[:2])
+  except (metadata.PackageNotFoundError, ValueError):
+    return (0, 0)
+
+
+# XLA aborts every process whose XLA_FLAGS names a flag it does not know, so a flag
+# goes in only where the installed XLA has it. jaxlib 0.11 dropped
+# ``xla_cpu_use_fusion_emitters`` (its libjax_common.so no longer holds the flag's
+# name): on an H200 with jaxlib 0.11.2 every pytest worker died at start ("node down:
+# Not properly terminated", no test ran). Its effect was measured on jaxlib 0.10.
+_FLAGS = ["--xla_backend_optimization_level=0"]
+if _jaxlib_version() < (0, 11):
+  _FLAGS.append("--xla_cpu_use_fusion_emitters=false")
+for _flag in _FLAGS:
   if _flag.split("=")[0] not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _flag).strip()
 
