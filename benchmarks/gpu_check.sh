@@ -2,7 +2,7 @@
 # The GPU check of issue 16, one script: installs what a bare GPU machine with jax,
 # flax and optax lacks, runs the GPU tests and every GPU timing, and writes
 # benchmarks/results/{kernels,train_speed}_gpu.{md,json} naming the card. Each step
-# has its own time limit (at most 8 minutes in all; about 6 expected on an H200).
+# has its own time limit (at most 11 minutes in all; about 6-7 expected on an H200).
 #
 #   bash benchmarks/gpu_check.sh [WHEEL_DIR]
 #
@@ -12,7 +12,7 @@
 # from the working tree (PYTHONPATH), not installed. Where $OUT is set (the device
 # tool), the logs are written there as each step runs (so a call stopped at its limit
 # still returns them), and at the end they and the results files are packed into
-# $OUT/gpu_check.tar.gz, with the two tables beside it.
+# $OUT/gpu_check.tar.gz, with the three tables beside it.
 #
 # Steps (what each checks, issue 16's items), the timings first on an idle GPU:
 #   1. the card and jax's devices;
@@ -22,10 +22,16 @@
 #      256 training, 1 and 64 inference): training img/s with bfloat16 (auto) and
 #      float32 binary products and the float twin's, eval-mode against packed inference
 #      and their argmax agreement (items 1, 4, 5) -> train_speed_gpu.md;
-#   4. the GPU tests: tests/kernels (the Pallas kernels exact), tests/packed (packed
+#   4. benchmarks.gpu_precision: what the float layers' HIGHEST precision costs (train
+#      steps) and buys (packed against eval-mode logits, and eval mode against itself
+#      in two programs), with DEFAULT (TF32) beside it, and a profile of the binary
+#      train step (item 1, 5) -> gpu_precision_gpu.md;
+#   5. the GPU tests: tests/kernels (the Pallas kernels exact), tests/packed (packed
 #      model = eval-mode model, item 1), tests/nn (layers, precision, compute paths);
-#   5. tuning: other tilings of the popcount and mma_a8 paths on the two target shapes
-#      (kernels_tune_gpu.md; its failure does not count in the exit status).
+#   6. tuning: other tilings (GPU_TUNE_VARIANTS) of the popcount and mma_a8 paths on
+#      the target shapes (kernels_tune_gpu.md; its failure does not count in the exit
+#      status).
+# GPU_CHECK_STEPS=devices,tests,... runs only the steps named.
 # The script goes on after a failed step and exits with the first failure's status.
 #
 # GPU_CHECK_CPU=1 rehearses it on a CPU in about a minute (tiny sizes, a few tests,
@@ -41,6 +47,10 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 # 8 test processes share the GPU: none may preallocate most of its memory.
 export XLA_PYTHON_CLIENT_PREALLOCATE=false
 status=0
+# GPU_CHECK_STEPS: the steps to run, comma-separated (default all of them).
+STEPS=${GPU_CHECK_STEPS:-devices,kernels,models,precision,tests,tune}
+want() { [[ ",$STEPS," == *",$1,"* ]]; }
+TUNE=${GPU_TUNE_VARIANTS:-popcount:64x256,popcount:32x512,mma_a8:256x64x4,mma_a8:256x128x4}
 step() {  # step NAME SECONDS COMMAND...: runs COMMAND under a limit, logs it
   local name=$1 limit=$2; shift 2
   local t0=$SECONDS
@@ -62,7 +72,7 @@ if ! "$PY" -c "import tensorflow_datasets, ml_collections" 2>/dev/null; then
   fi
 fi
 
-step devices 40 bash -c "nvidia-smi --query-gpu=name,driver_version,memory.total \
+want devices && step devices 40 bash -c "nvidia-smi --query-gpu=name,driver_version,memory.total \
   --format=csv; $PY -c 'import jax, flax; print(jax.__version__, flax.__version__, \
   jax.devices())'"
 if [ "${GPU_CHECK_CPU:-0}" = 1 ]; then
@@ -76,36 +86,44 @@ if [ "${GPU_CHECK_CPU:-0}" = 1 ]; then
     --classes=10 --batch=4 --eval_batch=2 --width=4 --backends=float \
     --compute_dtypes=auto,bfloat16 --also_methods= --repeats=1 --warmup=1 \
     --out="$RESULTS"
+  step precision 300 "$PY" -m benchmarks.gpu_precision --image_size=32 --classes=10 \
+    --width=4 --batch=4 --eval_batch=2 --repeats=1 --warmup=1 --profile_steps=1 \
+    --out="$RESULTS"
 else
   RESULTS=benchmarks/results
   # Timings first, on a GPU nothing else uses; then the tests (8 processes).
-  step kernels 110 "$PY" -m benchmarks.kernels --device=gpu --quick=1 --out="$RESULTS"
-  step models 140 "$PY" -m benchmarks.train_speed --image_size=224 --channels=3 \
-    --classes=1000 --batch=256 --eval_batch=64 --backends=float \
+  want kernels && step kernels 110 "$PY" -m benchmarks.kernels --device=gpu --quick=1 \
+    --out="$RESULTS"
+  want models && step models 140 "$PY" -m benchmarks.train_speed --image_size=224 \
+    --channels=3 --classes=1000 --batch=256 --eval_batch=64 --backends=float \
     --compute_dtypes=auto,float32 --also_methods= --repeats=10 --warmup=3 \
+    --out="$RESULTS"
+  want precision && step precision 150 "$PY" -m benchmarks.gpu_precision \
     --out="$RESULTS"
   # The one test of these that trains on MNIST is left out: a bare GPU machine has no
   # npm to fetch it (it runs in CI).
-  step tests 140 "$PY" -m pytest -v -n 8 --tb=short -rfE \
+  want tests && step tests 140 "$PY" -m pytest -v -n 8 --tb=short -rfE \
     --maxfail=20 -p no:cacheprovider tests/kernels tests/packed tests/nn --deselect \
     tests/nn/compute_test.py::test_trainer_loss_curve_and_accuracy_equal_for_both_backends
   # Tuning: the kernels' other tilings on the two target shapes (not in the status).
   saved=$status
-  step tune 50 "$PY" -m benchmarks.kernels --device=gpu --quick=1 --out=/tmp/gpu_tune \
-    --table=1x16384x16384,4096x8192x8192 \
-    --variants=popcount:64x256,popcount:32x512,mma_a8:256x64x4,mma_a8:256x128x4
+  want tune && step tune 90 "$PY" -m benchmarks.kernels --device=gpu --quick=1 \
+    --out=/tmp/gpu_tune --table=1x16384x16384,16x16384x16384,4096x8192x8192 \
+    --variants="$TUNE"
   status=$saved
   cp /tmp/gpu_tune/kernels_gpu.md "$LOGS/kernels_tune_gpu.md" 2>/dev/null
 fi
 
 if [ -n "${OUT:-}" ]; then
   # At most 8 files come back from $OUT: one archive of the logs and results, and the
-  # two tables beside it.
+  # three tables beside it.
   cp "$RESULTS"/kernels_*.md "$RESULTS"/kernels_*.json "$RESULTS"/train_speed_*.md \
-    "$RESULTS"/train_speed_*.json "$LOGS"/ 2>/dev/null
+    "$RESULTS"/train_speed_*.json "$RESULTS"/gpu_precision_*.md \
+    "$RESULTS"/gpu_precision_*.json "$LOGS"/ 2>/dev/null
   tar -czf "$OUT/gpu_check.tar.gz" -C "$(dirname "$LOGS")" "$(basename "$LOGS")" \
     && rm -rf "$LOGS"
-  cp "$RESULTS"/kernels_gpu.md "$RESULTS"/train_speed_gpu.md "$OUT"/ 2>/dev/null
+  cp "$RESULTS"/kernels_gpu.md "$RESULTS"/train_speed_gpu.md \
+    "$RESULTS"/gpu_precision_gpu.md "$OUT"/ 2>/dev/null
 fi
 echo "gpu_check: exit status $status"
 exit $status

@@ -212,10 +212,10 @@ def _data(cfg: Config, n: int):
   return x, y
 
 
-def time_training(cfg: Config, method: str, backend: str,
-                  dtype: str | None = None) -> dict:
-  """The trainer's train step on fixed random data (binary products in ``dtype``,
-  default the first of ``--compute_dtypes``)."""
+def train_step_call(cfg: Config, method: str, backend: str, dtype: str | None = None):
+  """``(call, config)``: ``call()`` runs the trainer's train step once on fixed random
+  data (binary products in ``dtype``, default the first of ``--compute_dtypes``),
+  carrying the state from call to call, and returns the step's total loss."""
   config = _config(cfg, method, backend, dtype)
   setup = _set_up(cfg, config)
   variables = jax.tree_util.tree_leaves_with_path(
@@ -235,6 +235,13 @@ def time_training(cfg: Config, method: str, backend: str,
   def call():
     holder[0], metrics = step(holder[0], batch)
     return metrics["loss/total"]
+  return call, config
+
+
+def time_training(cfg: Config, method: str, backend: str,
+                  dtype: str | None = None) -> dict:
+  """The trainer's train step on fixed random data (:func:`train_step_call`)."""
+  call, config = train_step_call(cfg, method, backend, dtype)
   r = _time(call, cfg.repeats, cfg.warmup)
   r["img_per_s"] = cfg.batch / (r["median_ms"] / 1e3)
   _progress(f"train {method} {backend} {config.binary_compute_dtype}", r)
