@@ -47,6 +47,7 @@ import dataclasses
 import datetime
 import functools
 import os
+import sys
 import time
 from typing import Callable, Sequence
 
@@ -317,7 +318,7 @@ def bench_gpu_table(cfg: Config) -> dict:
     pm1 = lambda bits, dt: jnp.where(bits, 1, -1).astype(dt)
     words = -(-k // 32)
     weight_bytes = {"bf16": 2 * k * n, "int8": k * n}
-    times, exact = {}, {}
+    times, exact, failed = {}, {}, {}
     ref, times["int8"] = _timed_products(
         functools.partial(jnp.dot, preferred_element_type=jnp.int32),
         pm1(a, jnp.int8), [pm1(w, jnp.int8) for w in ws], repeats)
@@ -338,7 +339,17 @@ def bench_gpu_table(cfg: Config) -> dict:
         continue  # far outside its regime, and slow
       fn = functools.partial(pallas_gpu.xnor_matmul, k=k, method=method, block=block,
                              splits=splits, interpret=bool(cfg.interpret))
-      out, times[name] = _timed_products(fn, ap, wps, repeats)
+      try:
+        out, times[name] = _timed_products(fn, ap, wps, repeats)
+      except jax.errors.JaxRuntimeError as e:
+        if block is None:  # a default path must run
+          raise
+        # a tuning variant the card cannot run (e.g. more shared memory than an SM has)
+        failed[name] = str(e).splitlines()[0][:200]
+        print(f"{m}×{k}×{n} {name}: failed: {failed[name]}", file=sys.stderr, flush=True)
+        continue
+      print(f"{m}×{k}×{n} {name}: {1e6 * times[name]:.1f} µs", file=sys.stderr,
+            flush=True)
       weight_bytes[name] = 4 * words * n
       exact[name] = bool(jnp.array_equal(out, ref))
       if not exact[name]:
@@ -351,7 +362,7 @@ def bench_gpu_table(cfg: Config) -> dict:
                         "weight_tbps": bps / 1e12, "copy_fraction": bps / copy_bps,
                         "vs_int8": times["int8"] / t}
     rows.append({"shape": [m, k, n], "auto": auto, "products": products,
-                 "exact": exact, "weights_per_jit": r})
+                 "exact": exact, "failed": failed, "weights_per_jit": r})
   return {"copy_tbps": copy_bps / 1e12, "repeats": repeats, "rows": rows}
 
 
@@ -418,6 +429,9 @@ def format_gpu_table(results: dict) -> list[str]:
                    f"{1e6 * p['time_s']:.1f} | "
                    f"{p['weight_tbps']:.2f} | {100 * p['copy_fraction']:.0f}% | "
                    f"{p['vs_int8']:.2f}× |")
+    for name, why in row.get("failed", {}).items():
+      lines.append(f"| {shape} | {row['weights_per_jit']} | packed {name} | failed: "
+                   f"{why} | | | |")
   checks = table.get("checks") or {}
   if checks:
     lines += ["", "| target (auto path) | measured | wanted | met |", "|---|---|---|---|"]

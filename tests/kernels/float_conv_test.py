@@ -50,9 +50,9 @@ def test_values_and_both_gradients_match_xla(i, lowering):
   w = jnp.asarray(rng.standard_normal((k, k, c_in, c_out)), jnp.float32)
   pads = float_conv.conv_pads(padding, (k, k), (s, s), (h, w_))
 
-  def ours(x, w):
+  def ours(x, w):  # at the reference's precision: on a GPU the default is TF32
     return float_conv.conv2d(x, w, strides=s, padding=padding, pad_value=pad_value,
-                             lowering=lowering)
+                             lowering=lowering, precision=lax.Precision.HIGHEST)
 
   def ref(x, w):
     return _reference(x, w, (s, s), pads, pad_value)
