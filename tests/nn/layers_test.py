@@ -15,7 +15,10 @@ DN = ("NHWC", "HWIO", "NHWC")
 
 
 def conv(x, w, strides=(1, 1), padding="SAME"):
-  return lax.conv_general_dilated(x, w, strides, padding, dimension_numbers=DN)
+  """The reference conv, at the precision the layers state for a float operand
+  (``layers.matmul_precision``): a GPU's default for float32 is TF32."""
+  return lax.conv_general_dilated(x, w, strides, padding, dimension_numbers=DN,
+                                  precision=lax.Precision.HIGHEST)
 
 
 def sgn(x):
