@@ -81,6 +81,15 @@ TARGET_PROGRAMS = 4 * SM_COUNT
 MMA_BLOCK = (128, 128, 4)
 MMA_NUM_WARPS = 8
 MMA_NUM_STAGES = 3
+# mma_a8 on large grids: 128×256 tiles halve the times each weight tile is unpacked
+# and loaded per output element. Measured on an H200 (jaxlib 0.11.2's Triton, 4096×8192×
+# 8192, benchmarks/results/kernels_tune_gpu.md): 1038 µs against 1757 µs for
+# MMA_BLOCK (the int8 dot: 807 µs); 256×128×4 and 256×64×4 took 1310 µs, and 256×128×8
+# asks for more shared memory than an SM has (237,568 > 232,448 bytes). On a small grid
+# the wide tiles leave SMs idle (16×16384×16384: 309 against 205 µs, 64 programs), so
+# they are taken only where the grid has at least MMA_A8_WIDE_MIN_PROGRAMS programs.
+MMA_A8_WIDE_BLOCK = (128, 256, 4)
+MMA_A8_WIDE_MIN_PROGRAMS = 2 * SM_COUNT
 # method="auto" unpacks the activations with XLA ("mma_a8") when there are at least
 # this many column tiles, i.e. when the in-kernel unpack of each a tile would be
 # repeated this many times (N >= 4·128 = 512 columns).
@@ -215,23 +224,33 @@ def _mma_kernel(a_ref, b_ref, o_ref, *, bk: int, steps: int, a_unpacked: bool):
   o_ref[...] = lax.fori_loop(0, steps, body, jnp.zeros((bm, bn), jnp.int32))
 
 
-def mma_plan(m: int, w: int, n: int, block=None) -> dict:
-  """Tiling of the MMA paths: ``(bm, bn, bk)`` (``block`` overrides
-  :data:`MMA_BLOCK`), shrunk to the operands (powers of 2, at least 16 rows and
-  columns for the tensor cores), and the padded sizes."""
-  bm, bn, bk = MMA_BLOCK if block is None else block
-  bm = max(16, min(bm, pl.next_power_of_2(m)))
-  bn = max(16, min(bn, pl.next_power_of_2(n)))
-  bk = min(bk, pl.next_power_of_2(w))
-  return dict(bm=bm, bn=bn, bk=bk, mp=round_up(m, bm), np=round_up(n, bn),
-              wp=round_up(w, bk))
+def mma_plan(m: int, w: int, n: int, block=None, a_unpacked: bool = False) -> dict:
+  """Tiling of the MMA paths: ``(bm, bn, bk)`` (``block`` overrides the default:
+  :data:`MMA_A8_WIDE_BLOCK` for ``mma_a8`` (``a_unpacked``) when its grid has at least
+  :data:`MMA_A8_WIDE_MIN_PROGRAMS` programs, else :data:`MMA_BLOCK`), shrunk to the
+  operands (powers of 2, at least 16 rows and columns for the tensor cores), and the
+  padded sizes."""
+  def plan(block):
+    bm, bn, bk = block
+    bm = max(16, min(bm, pl.next_power_of_2(m)))
+    bn = max(16, min(bn, pl.next_power_of_2(n)))
+    bk = min(bk, pl.next_power_of_2(w))
+    return dict(bm=bm, bn=bn, bk=bk, mp=round_up(m, bm), np=round_up(n, bn),
+                wp=round_up(w, bk))
+  if block is not None:
+    return plan(block)
+  if a_unpacked:
+    wide = plan(MMA_A8_WIDE_BLOCK)
+    if (wide["mp"] // wide["bm"]) * (wide["np"] // wide["bn"]) >= MMA_A8_WIDE_MIN_PROGRAMS:
+      return wide
+  return plan(MMA_BLOCK)
 
 
 def _mma_bit_products(a, b, *, a_unpacked, block, interpret):
   """``Σ_k α_k β_k`` (the bits as 0/1) over all bits, ``(M, N)`` int32."""
   m, w = a.shape
   n = b.shape[1]
-  p = mma_plan(m, w, n, block)
+  p = mma_plan(m, w, n, block, a_unpacked)
   bm, bn, bk, mp, np_, wp = (p[k] for k in ("bm", "bn", "bk", "mp", "np", "wp"))
   a = _pad2(a, mp, wp)
   b = _pad2(b, wp, np_)

@@ -77,7 +77,7 @@ def _expected_grid(method, m, k, n):
   w = -(-k // 32)
   if method == "popcount":
     return pallas_gpu.popcount_plan(m, w, n)["grid"]
-  p = pallas_gpu.mma_plan(m, w, n)
+  p = pallas_gpu.mma_plan(m, w, n, a_unpacked=method == "mma_a8")
   return (p["mp"] // p["bm"], p["np"] // p["bn"], 1)
 
 

@@ -132,6 +132,16 @@ class TestPallasGpuMmaA8SmallTilesInterpret(TestPallasGpuMmaSmallTilesInterpret)
                                           interpret=True, block=(16, 16, 2)))
 
 
+class TestPallasGpuMmaA8WideTilesInterpret(_XnorMatmulTests):
+  """The wide tiles mma_a8 takes on large grids, on a ragged shape (3 row and 2
+  column tiles, padded rows, columns and words)."""
+
+  matmul = staticmethod(functools.partial(pallas_gpu.xnor_matmul, method="mma_a8",
+                                          interpret=True,
+                                          block=pallas_gpu.MMA_A8_WIDE_BLOCK))
+  shapes = [(300, 200, 400)]
+
+
 class TestPallasGpuAutoInterpret(_XnorMatmulTests):
   """method="auto" on both sides of POPCOUNT_MAX_ROWS."""
 
@@ -142,7 +152,8 @@ class TestPallasGpuAutoInterpret(_XnorMatmulTests):
 @pytest.mark.skipif(jax.default_backend() != "gpu", reason="needs a GPU")
 @pytest.mark.parametrize("method,block,splits", [
     ("popcount", None, None), ("popcount", (2, 8), 3), ("mma", None, None),
-    ("mma_a8", None, None), ("mma", (16, 16, 2), None), ("mma_a8", (16, 16, 2), None)])
+    ("mma_a8", None, None), ("mma", (16, 16, 2), None), ("mma_a8", (16, 16, 2), None),
+    ("mma_a8", pallas_gpu.MMA_A8_WIDE_BLOCK, None)])
 def test_pallas_gpu_native_exact(method, block, splits):
   """The compiled kernels on a real GPU, on the interpret tests' edge shapes."""
   for m, k, n in [(3, 33, 130), (17, 300, 20), (70, 1000, 300)]:
@@ -171,6 +182,11 @@ def test_pallas_gpu_plans_split_k_and_tiles():
   # MMA: one dot of K = 32·bk = 128 per step at the big shapes.
   p = pallas_gpu.mma_plan(4096, 256, 8192)
   assert (p["bm"], p["bn"], 32 * p["bk"]) == (128, 128, 128)
+  # mma_a8: 128×256 tiles where the grid still has 2 programs per SM (4096×8192: 32×32),
+  # not where it would leave SMs idle (256×8192: 2×32 programs).
+  p = pallas_gpu.mma_plan(4096, 256, 8192, a_unpacked=True)
+  assert (p["bm"], p["bn"], 32 * p["bk"]) == (128, 256, 128)
+  assert pallas_gpu.mma_plan(256, 256, 8192, a_unpacked=True)["bn"] == 128
   assert pallas_gpu.mma_plan(33, 7, 40, block=(16, 16, 2))["wp"] == 8
 
 
