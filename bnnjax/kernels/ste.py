@@ -5,10 +5,13 @@
 ``ste_sign``) and return ``xq ⊛ wq`` / ``xq @ wq`` in ``xq``'s dtype, computed by the
 bit-packed XNOR-popcount kernel (exact, since the operands are ±1). Their
 ``custom_vjp`` backward pass is the vjp of the float product
-(:func:`bnnjax.kernels.float_conv.conv2d` / ``jnp.dot`` on the same ±1 operands), so together with the quantizer's
-straight-through estimator a layer trains exactly as with the float reference.
-Options are non-differentiable arguments and must be hashable (``implementation`` a
-name or a tuple of names).
+(:func:`bnnjax.kernels.float_conv.conv2d` / ``jnp.dot`` on the same ±1 operands, cast
+to ``compute_dtype`` when one is given and accumulated in ``xq``'s dtype, as the float
+path of a layer computes it: ``bnnjax.nn.layers.float_product``), so together with the
+quantizer's straight-through estimator a layer trains exactly as with the float
+reference. Options are non-differentiable arguments and must be hashable
+(``implementation`` a name or a tuple of names, ``compute_dtype`` a numpy dtype or
+None).
 """
 
 from __future__ import annotations
@@ -28,25 +31,40 @@ def _hashable(implementation):
   return tuple(implementation)
 
 
-def _conv_reference(xq, wq, strides, pads, pad_value):
-  return float_conv.conv2d(xq, wq.astype(xq.dtype), strides=strides, padding=pads,
-                           pad_value=pad_value)
+def _in_compute_dtype(product, a, b, compute_dtype):
+  """``product(a, b)`` with both operands in ``compute_dtype`` (None: ``a``'s dtype),
+  accumulated in and returned as ``a``'s dtype."""
+  if compute_dtype is None or compute_dtype == a.dtype:
+    return product(a, b.astype(a.dtype))
+  return product(a.astype(compute_dtype), b.astype(compute_dtype),
+                 preferred_element_type=a.dtype)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5, 6))
-def _conv(xq, wq, strides, pads, pad_value, implementation, interpret):
+def _conv_reference(xq, wq, strides, pads, pad_value, compute_dtype):
+  return _in_compute_dtype(
+      lambda a, b, **kw: float_conv.conv2d(a, b, strides=strides, padding=pads,
+                                           pad_value=pad_value, **kw),
+      xq, wq, compute_dtype)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5, 6, 7))
+def _conv(xq, wq, strides, pads, pad_value, implementation, interpret, compute_dtype):
   y = conv_lib.binary_conv(xq, wq, strides=strides, padding=pads, pad_value=pad_value,
                            implementation=implementation, interpret=interpret)
   return y.astype(xq.dtype)
 
 
-def _conv_fwd(xq, wq, strides, pads, pad_value, implementation, interpret):
-  return _conv(xq, wq, strides, pads, pad_value, implementation, interpret), (xq, wq)
+def _conv_fwd(xq, wq, strides, pads, pad_value, implementation, interpret,
+              compute_dtype):
+  return (_conv(xq, wq, strides, pads, pad_value, implementation, interpret,
+                compute_dtype), (xq, wq))
 
 
-def _conv_bwd(strides, pads, pad_value, implementation, interpret, res, g):
+def _conv_bwd(strides, pads, pad_value, implementation, interpret, compute_dtype, res,
+              g):
   xq, wq = res
-  _, vjp = jax.vjp(lambda a, b: _conv_reference(a, b, strides, pads, pad_value), xq, wq)
+  _, vjp = jax.vjp(lambda a, b: _conv_reference(a, b, strides, pads, pad_value,
+                                                compute_dtype), xq, wq)
   gx, gw = vjp(g)
   return gx, gw.astype(wq.dtype)
 
@@ -54,9 +72,13 @@ def _conv_bwd(strides, pads, pad_value, implementation, interpret, res, g):
 _conv.defvjp(_conv_fwd, _conv_bwd)
 
 
+def _dtype(compute_dtype):
+  return None if compute_dtype is None else jnp.dtype(compute_dtype)
+
+
 def binary_conv_ste(xq: jax.Array, wq: jax.Array, *, strides=1, padding="SAME",
                     pad_value: float = 0.0, implementation=None,
-                    interpret: bool = False) -> jax.Array:
+                    interpret: bool = False, compute_dtype=None) -> jax.Array:
   """``xq ⊛ wq`` of ±1 operands by the packed kernel; gradient of the float conv.
 
   Args:
@@ -64,26 +86,29 @@ def binary_conv_ste(xq: jax.Array, wq: jax.Array, *, strides=1, padding="SAME",
     wq: ``(kh, kw, c_in, c_out)`` ±1 kernel.
     strides, padding, pad_value, implementation, interpret: as
       :func:`bnnjax.kernels.binary_conv`.
+    compute_dtype: the dtype of the float conv's operands whose vjp is the gradient
+      (None: ``xq``'s; a layer passes its ``binary_compute_dtype``, so that its packed
+      and float paths have the same gradients).
   """
   strides = conv_lib._pair(strides, "strides")
   pads = conv_pads(padding, wq.shape[:2], strides, xq.shape[1:3])
   return _conv(xq, wq, strides, pads, conv_lib._check_pad_value(pad_value),
-               _hashable(implementation), bool(interpret))
+               _hashable(implementation), bool(interpret), _dtype(compute_dtype))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def _dense(xq, wq, implementation, interpret):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _dense(xq, wq, implementation, interpret, compute_dtype):
   y = conv_lib.binary_dense(xq, wq, implementation=implementation, interpret=interpret)
   return y.astype(xq.dtype)
 
 
-def _dense_fwd(xq, wq, implementation, interpret):
-  return _dense(xq, wq, implementation, interpret), (xq, wq)
+def _dense_fwd(xq, wq, implementation, interpret, compute_dtype):
+  return _dense(xq, wq, implementation, interpret, compute_dtype), (xq, wq)
 
 
-def _dense_bwd(implementation, interpret, res, g):
+def _dense_bwd(implementation, interpret, compute_dtype, res, g):
   xq, wq = res
-  _, vjp = jax.vjp(lambda a, b: jnp.dot(a, b.astype(a.dtype)), xq, wq)
+  _, vjp = jax.vjp(lambda a, b: _in_compute_dtype(jnp.dot, a, b, compute_dtype), xq, wq)
   gx, gw = vjp(g)
   return gx, gw.astype(wq.dtype)
 
@@ -92,6 +117,8 @@ _dense.defvjp(_dense_fwd, _dense_bwd)
 
 
 def binary_dense_ste(xq: jax.Array, wq: jax.Array, *, implementation=None,
-                     interpret: bool = False) -> jax.Array:
-  """``xq @ wq`` of ±1 operands by the packed kernel; gradient of ``jnp.dot``."""
-  return _dense(xq, wq, _hashable(implementation), bool(interpret))
+                     interpret: bool = False, compute_dtype=None) -> jax.Array:
+  """``xq @ wq`` of ±1 operands by the packed kernel; gradient of ``jnp.dot`` (of the
+  operands in ``compute_dtype``, as :func:`binary_conv_ste`)."""
+  return _dense(xq, wq, _hashable(implementation), bool(interpret),
+                _dtype(compute_dtype))

@@ -302,7 +302,8 @@ class QuantConv(_QuantLayer):
     wq = wq.astype(xq.dtype)
     if self._packed(x.shape[1:3]):
       y = kernels.binary_conv_ste(xq, wq, strides=self.strides, padding=pads,
-                                  pad_value=pad_value, implementation=packed_implementation())
+                                  pad_value=pad_value, implementation=packed_implementation(),
+                                  compute_dtype=binary_compute_dtype(self.spec))
     else:
       y = float_product(
           lambda a, b, **kw: float_conv.conv2d(a, b, strides=self.strides, padding=pads,
@@ -337,7 +338,8 @@ class QuantDense(_QuantLayer):
     xq, wq = self._quantize(x)
     wq = wq.astype(xq.dtype)
     if self._packed(None):
-      y = kernels.binary_dense_ste(xq, wq, implementation=packed_implementation())
+      y = kernels.binary_dense_ste(xq, wq, implementation=packed_implementation(),
+                                   compute_dtype=binary_compute_dtype(self.spec))
     else:
       y = float_product(jnp.dot, xq, wq, self.spec)
     k_map = scales.dense_activation_scale(x) if self.spec.activation_scale else None

@@ -14,6 +14,7 @@ from bnnjax.kernels import binary_conv_reference
 from bnnjax.kernels import binary_conv_ste
 from bnnjax.kernels import binary_dense
 from bnnjax.kernels import binary_dense_ste
+from bnnjax.kernels import float_conv
 from bnnjax.kernels import xla
 from bnnjax.quant import ste_sign
 
@@ -173,6 +174,41 @@ def _ste_reference_conv(x, w, kw):
     pads = ((0, 0), (0, 0))
   return jax.lax.conv_general_dilated(xq, wq, (2, 2), pads,
                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+@pytest.mark.parametrize("pad_value", [0.0, 1.0])
+def test_ste_gradients_take_the_compute_dtype(pad_value):
+  """compute_dtype=bfloat16: the backward is the vjp of the float product of bfloat16
+  operands accumulated in float32, as a layer's float path computes it (so the
+  cotangent rounds to bfloat16), not the float32 one."""
+  x, w = _data(2, 6, 5, 3, 3, 4, seed=5)
+  probe = jnp.asarray(np.random.default_rng(6).standard_normal((2, 6, 5, 4)), jnp.float32)
+  bf16 = jnp.bfloat16
+
+  def loss(conv, x, w):
+    return jnp.sum(conv(ste_sign(x), ste_sign(w)) * probe)
+
+  packed = functools.partial(binary_conv_ste, pad_value=pad_value, implementation="xla",
+                             compute_dtype=bf16)
+  float_bf16 = lambda a, b: float_conv.conv2d(  # noqa: E731
+      a.astype(bf16), b.astype(bf16), pad_value=pad_value,
+      preferred_element_type=jnp.float32)
+  float_f32 = lambda a, b: float_conv.conv2d(a, b, pad_value=pad_value)  # noqa: E731
+  grads = {name: jax.grad(functools.partial(loss, f), argnums=(0, 1))(x, w)
+           for name, f in (("packed", packed), ("bf16", float_bf16), ("f32", float_f32))}
+  for got, want in zip(grads["packed"], grads["bf16"]):
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+  assert not np.allclose(grads["packed"][1], grads["f32"][1], rtol=1e-5, atol=0)
+
+  dense = lambda a, b: jnp.sum(jnp.sin(a) * b)  # noqa: E731
+  xd, wd = x.reshape(-1, 3)[:7], w.reshape(-1, 4)[:3]
+  g_packed = jax.grad(lambda a, b: dense(
+      binary_dense_ste(ste_sign(a), ste_sign(b), compute_dtype=bf16), 1.0), (0, 1))(xd, wd)
+  g_bf16 = jax.grad(lambda a, b: dense(jnp.dot(
+      ste_sign(a).astype(bf16), ste_sign(b).astype(bf16),
+      preferred_element_type=jnp.float32), 1.0), (0, 1))(xd, wd)
+  for got, want in zip(g_packed, g_bf16):
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
 
 
 def test_dense_ste_gradient_is_the_dense_gradient():
