@@ -98,7 +98,7 @@ else
     --out="$RESULTS"
   want models && step models 140 "$PY" -m benchmarks.train_speed --image_size=224 \
     --channels=3 --classes=1000 --batch=256 --eval_batch=64 --backends=float \
-    --compute_dtypes=auto,float32 --also_methods= --repeats=10 --warmup=3 \
+    --compute_dtypes=float32,bfloat16 --also_methods= --repeats=10 --warmup=3 \
     --out="$RESULTS"
   want precision && step precision 150 "$PY" -m benchmarks.gpu_precision \
     --out="$RESULTS"

@@ -89,7 +89,7 @@ class Config:
     eval_batch: the batched-inference size (0: ``batch``).
     compute_dtypes: comma-separated ``binary_compute_dtype`` values the binary
       training step is timed at (the first gives the table's ``train`` column; e.g.
-      ``auto,float32`` on a GPU, where ``auto`` is bfloat16).
+      ``float32,bfloat16`` on a GPU).
     method: quantization method of the binary convs (``bonn`` with its loss terms,
       the kernel loss decoupled, as ``configs/bonn_resnet18.py`` trains it).
     also_methods: further methods whose binary training step is timed, on ``auto``

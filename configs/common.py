@@ -77,7 +77,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.binary_compute = "auto"
   # The dtype of that product when it is a float conv/dot: "float32", "bfloat16" (±1
   # is exact in it, products accumulate in float32: the same forward, gradients of
-  # the product rounded to bfloat16) or "auto" (bfloat16 on GPU/TPU, float32 on CPU).
+  # the product rounded to bfloat16) or "auto" (bfloat16 on TPU, float32 on CPU and
+  # GPU: docs/gpu.md).
   c.binary_compute_dtype = "auto"
   # Optimisation.
   c.batch_size = 128

@@ -116,14 +116,17 @@ def binary_compute_dtype(spec: QuantSpec, platform: str | None = None):
   operand bytes and the bfloat16 rate of a GPU's or TPU's matrix units. The
   straight-through gradients of that product (``g ⊛ W_b``, ``I_b ⋆ g``) then take the
   operands' dtype, bfloat16, as under mixed-precision training. ``"auto"``: bfloat16
-  on GPU/TPU, float32 (the input's dtype) on CPU, where XLA has no faster bfloat16
-  conv.
+  on TPU; float32 (the input's dtype) on CPU, where XLA has no faster bfloat16 conv,
+  and on GPU, where an H200 ran the bfloat16 binary ResNet-18 step no faster (35.4
+  against 35.5 ms: XLA computed those convs as float32 ones) and the test that bfloat16
+  ±1 products with sums past 256 stay exact failed on every lowering
+  (docs/gpu.md#measured-on-an-h200-2026-11-30).
   """
   if not spec.sign_operands:
     return None
   choice = spec.compute_dtype
   if choice == "auto":
-    choice = "float32" if (platform or jax.default_backend()) == "cpu" else "bfloat16"
+    choice = "bfloat16" if (platform or jax.default_backend()) == "tpu" else "float32"
   return jnp.bfloat16 if choice == "bfloat16" else None
 
 
@@ -167,9 +170,13 @@ def packed_inference_is_faster(platform: str | None = None) -> bool:
   packed model evaluates the peer ResNet-18 (width 64) at batch 64 2.5-3× faster
   than the float eval step (16-19 against 49 ms; at batch 1: 2.8-3.7 against
   12 ms), and the README's width-16 model at batch 1000 4.5× faster (0.42 against
-  1.9 s). On GPU/TPU the float path (cuDNN, the MXU) is
-  faster (on an H200 the packed ResNet-18 ran at 0.70× / 0.53× the eval-mode model's
-  speed at batch 1 / 64), so ``auto`` keeps it there.
+  1.9 s). On GPU/TPU ``auto`` keeps the eval-mode model. On an H200 the packed
+  ResNet-18 (224×224, random weights) first ran at 0.70× / 0.53× the eval-mode model's
+  speed at batch 1 / 64; with the kernels of issue 16 and the float layers at HIGHEST
+  in both models it ran 1.98× / 1.15× faster (1.25 against 2.48 ms, 3.88 against 4.45
+  ms; ``benchmarks/results/train_speed_gpu.md``), but there its logits differ from the
+  eval-mode model's at batch 64 (docs/gpu.md), so the switch waits for a check on a
+  trained model.
   """
   return (platform or jax.default_backend()) == "cpu"
 

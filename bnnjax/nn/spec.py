@@ -79,7 +79,7 @@ class QuantSpec:
       quantizers are ±1 signs: ``"float32"``, ``"bfloat16"`` (±1 is exact in it and
       the products accumulate in float32, so the forward is the same; the
       straight-through gradients of the product round to bfloat16) or ``"auto"``
-      (bfloat16 on GPU/TPU, float32 elsewhere). Other layers ignore it.
+      (bfloat16 on TPU, float32 elsewhere: docs/gpu.md). Other layers ignore it.
   """
 
   input_quantizer: str | None = None

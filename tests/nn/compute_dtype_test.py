@@ -21,8 +21,10 @@ def test_which_dtype():
   xnor = nn.method_spec("xnor")
   assert xnor.compute_dtype == "auto"
   assert layers.binary_compute_dtype(xnor, "cpu") is None
-  assert layers.binary_compute_dtype(xnor, "gpu") == jnp.bfloat16
+  assert layers.binary_compute_dtype(xnor, "gpu") is None  # docs/gpu.md: measured
   assert layers.binary_compute_dtype(xnor, "tpu") == jnp.bfloat16
+  assert layers.binary_compute_dtype(nn.method_spec("xnor", compute_dtype="bfloat16"),
+                                     "gpu") == jnp.bfloat16
   bf16 = nn.method_spec("xnor", compute_dtype="bfloat16")
   assert layers.binary_compute_dtype(bf16, "cpu") == jnp.bfloat16
   f32 = nn.method_spec("xnor", compute_dtype="float32")

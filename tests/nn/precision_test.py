@@ -137,7 +137,7 @@ def test_every_lowering_accumulates_bfloat16_operands_in_float32(lowering):
 def test_a_model_exported_for_cuda_states_its_precisions():
   """``jax.export`` for cuda (no GPU needed): in the eval-mode binary ResNet-18 every
   float32 conv/matmul carries HIGHEST and every ±1 one has bfloat16 operands and a
-  float32 result (``binary_compute_dtype="bfloat16"``, GPU's ``auto``)."""
+  float32 result (``binary_compute_dtype="bfloat16"``, TPU's ``auto``)."""
   import re
 
   from jax import export
