@@ -15,7 +15,15 @@ two precisions of the float layers, on the Bi-Real ResNet-18 (``--method``) at
   same model's float layers in two programs (a GPU picks conv algorithms per shape).
   Where these differ as much as packed and eval mode do, the packed model's
   disagreement comes from the float layers' rounding flipping the signs of values
-  near 0, not from the binary layers.
+  near 0, not from the binary layers;
+* the packed model with its arrays passed as an argument instead of compiled in as
+  constants (:func:`bnnjax.packed.inference_fn`'s ``constants``): with constants XLA
+  folds what depends on the weights alone (batch norm's ``rsqrt``) at compile time on
+  the host, which may round otherwise than the device's ``rsqrt`` in eval mode;
+* per binary layer, how many of the signs it takes differ between the eval-mode and
+  the packed model at ``--eval_batch`` (:func:`sign_flips`), and the largest |input|
+  among them: flips of values within float rounding of 0 are rounding; larger ones
+  would be a bug.
 
 and a profile of the binary train step at the first precision: the device's kernels
 by total time (``jax.profiler``'s Perfetto trace).
@@ -49,6 +57,7 @@ from jax import lax
 
 from benchmarks import cli
 from benchmarks import train_speed
+from bnnjax import nn
 from bnnjax import packed
 from bnnjax.nn import layers
 
@@ -127,19 +136,76 @@ def _compare(a: np.ndarray, b: np.ndarray) -> dict:
           "equal": bool(np.array_equal(a, b))}
 
 
+@contextlib.contextmanager
+def _recording_binary_inputs(record: list):
+  """Within this block, every binary-input conv or dense layer, eval-mode
+  (``nn.QuantConv``/``nn.QuantDense``) or packed (``PackedConv``/``PackedDense``),
+  appends the float input it takes the signs of to ``record``, in call order."""
+  classes = (nn.QuantConv, nn.QuantDense, packed.PackedConv, packed.PackedDense)
+  originals = {cls: cls.__call__ for cls in classes}
+
+  def wrap(call):
+    def recorded(self, x, *args, **kwargs):
+      if self.spec.binary_input:
+        record.append(x)
+      return call(self, x, *args, **kwargs)
+    return recorded
+  for cls in classes:
+    cls.__call__ = wrap(originals[cls])
+  try:
+    yield
+  finally:
+    for cls, call in originals.items():
+      cls.__call__ = call
+
+
+def binary_inputs(model: nnx.Module, x) -> list[np.ndarray]:
+  """The float inputs of ``model``'s binary-input layers on ``x`` (eval mode), from
+  one jit that also returns them (so they are materialised, which may change how XLA
+  fuses the ops around them)."""
+  graphdef, state = nnx.split(model)
+
+  def run(state, x):
+    record = []
+    with _recording_binary_inputs(record):
+      nnx.merge(graphdef, state)(x, train=False)
+    return record
+  return [np.asarray(a) for a in jax.jit(run)(state, x)]
+
+
+def sign_flips(eval_model: nnx.Module, packed_model: nnx.Module, x) -> list[dict]:
+  """Per binary layer (call order): the signs (``x >= 0``) its input takes that differ
+  between the eval-mode and the packed model, how many inputs it has, the largest
+  |input| among the flipped ones and the largest |difference| of the inputs."""
+  rows = []
+  for a, b in zip(binary_inputs(eval_model, x), binary_inputs(packed_model, x),
+                  strict=True):
+    flipped = (a >= 0) != (b >= 0)
+    rows.append({"flips": int(flipped.sum()), "inputs": int(a.size),
+                 "max_abs_flipped": float(np.max(np.abs(a[flipped]), initial=0.0)),
+                 "max_abs_diff": float(np.max(np.abs(a - b)))})
+  return rows
+
+
 def agreement(ts: train_speed.Config) -> dict:
-  """Packed against eval mode at batch 1 and ``eval_batch``, and eval mode as one
-  batch against eval mode as two halves (same model, two programs)."""
+  """Packed against eval mode at batch 1 and ``eval_batch`` (the packed model's arrays
+  compiled in as constants, and passed as an argument), eval mode as one batch
+  against eval mode as two halves (same model, two programs), and the sign flips per
+  binary layer at ``eval_batch``."""
   setup = train_speed._set_up(ts, train_speed._config(ts, ts.method, "float"))
   model = nnx.merge(setup.graphdef, setup.state.params, setup.state.rest)
   eval_fn = packed.inference_fn(model)
-  packed_fn = packed.inference_fn(packed.pack_model(model))
+  packed_model = packed.pack_model(model)
+  packed_fn = packed.inference_fn(packed_model)
+  packed_args_fn = packed.inference_fn(packed_model, constants=False)
   x, _ = train_speed._data(ts, ts.eval_batch)
   half = ts.eval_batch // 2
   whole = np.asarray(eval_fn(x))
   halves = np.concatenate([np.asarray(eval_fn(x[:half])), np.asarray(eval_fn(x[half:]))])
   out = {
       f"packed_vs_eval_b{ts.eval_batch}": _compare(np.asarray(packed_fn(x)), whole),
+      f"packed_args_vs_eval_b{ts.eval_batch}": _compare(np.asarray(packed_args_fn(x)),
+                                                        whole),
       "packed_vs_eval_b1": _compare(np.asarray(packed_fn(x[:1])),
                                     np.asarray(eval_fn(x[:1]))),
       f"eval_b{ts.eval_batch}_vs_eval_halves": _compare(halves, whole),
@@ -149,6 +215,10 @@ def agreement(ts: train_speed.Config) -> dict:
   for k, v in out.items():
     print(f"  {k}: max |diff| {v['max_abs_diff']:.3g}, argmax agreement "
           f"{v['argmax_agreement']:.0%}", file=sys.stderr, flush=True)
+  out["sign_flips"] = sign_flips(model, packed_model, x)
+  print("  sign flips per binary layer: " + ", ".join(
+      f"{r['flips']} (|x| <= {r['max_abs_flipped']:.2g})" for r in out["sign_flips"]),
+      file=sys.stderr, flush=True)
   return out
 
 
@@ -219,18 +289,24 @@ def format_markdown(r: dict) -> str:
            f"{cfg['repeats']}, batch {cfg['batch']}. Agreement: largest |logit "
            "difference| (argmax agreement).", "",
            "| float layers | binary train ms (img/s) | float twin ms (img/s) | packed vs "
-           f"eval b1 | packed vs eval b{e} | eval b{e} vs two halves | eval b1 vs "
-           f"row of b{e} |", "|---|---|---|---|---|---|---|"]
+           f"eval b1 | packed vs eval b{e} | packed (arrays as argument) vs eval b{e} | "
+           f"eval b{e} vs two halves | eval b1 vs row of b{e} | sign flips b{e} (largest "
+           "flipped |x|) |", "|---|---|---|---|---|---|---|---|---|"]
   for name, row in r["rows"].items():
     def agree(key):
       v = row[key]
       return f"{v['max_abs_diff']:.3g} ({v['argmax_agreement']:.0%})"
     b, f = row["binary_train"], row["fp_train"]
+    flips = row.get("sign_flips", [])
+    flipped = (f"{sum(r['flips'] for r in flips)} of "
+               f"{sum(r['inputs'] for r in flips)} "
+               f"({max((r['max_abs_flipped'] for r in flips), default=0.0):.2g})")
     lines.append(f"| `{name}` | {b['median_ms']:.1f} ({b['img_per_s']:.0f}) | "
                  f"{f['median_ms']:.1f} ({f['img_per_s']:.0f}) | "
                  f"{agree('packed_vs_eval_b1')} | {agree(f'packed_vs_eval_b{e}')} | "
+                 f"{agree(f'packed_args_vs_eval_b{e}')} | "
                  f"{agree(f'eval_b{e}_vs_eval_halves')} | "
-                 f"{agree(f'eval_b1_vs_eval_b{e}')} |")
+                 f"{agree(f'eval_b1_vs_eval_b{e}')} | {flipped} |")
   prof = r.get("profile")
   if prof and prof.get("kernels"):
     lines += ["", f"Binary train step's device kernels (float layers at "
