@@ -25,8 +25,9 @@ two precisions of the float layers, on the Bi-Real ResNet-18 (``--method``) at
   among them: flips of values within float rounding of 0 are rounding; larger ones
   would be a bug.
 
-and a profile of the binary train step at the first precision: the device's kernels
-by total time (``jax.profiler``'s Perfetto trace).
+and profiles, at the first precision, of the binary train step and of eval-mode and
+packed inference at ``--eval_batch``: the device's kernels by total time
+(``jax.profiler``'s Perfetto trace).
 
 Usage (on a GPU; ``benchmarks/gpu_check.sh`` runs it)::
 
@@ -77,7 +78,8 @@ class Config:
     batch: training batch.
     eval_batch: the batched-inference size (even: it is also split in halves).
     repeats, warmup: timed and untimed train steps.
-    profile_steps: train steps profiled (0: no profile).
+    profile_steps: calls profiled, of the train step and of each inference (0: no
+      profiles).
     seed: PRNG seed.
   """
 
@@ -265,17 +267,27 @@ def run_benchmark(cfg: Config, command: str = "") -> dict:
       rows[name] = {"binary_train": train_speed.time_training(ts, cfg.method, "float"),
                     "fp_train": train_speed.time_training(ts, "fp", "float"),
                     **agreement(ts)}
-  prof = None
+  profiles = {}
   if cfg.profile_steps:
     first = cfg.precisions.split(",")[0]
     with float_layer_precision(PRECISIONS[first]):
       call, _ = train_speed.train_step_call(ts, cfg.method, "float")
-      prof = profile(call, cfg.profile_steps)
-    prof["precision"] = first
+      profiles["binary train step"] = profile(call, cfg.profile_steps)
+      setup = train_speed._set_up(ts, train_speed._config(ts, ts.method, "float"))
+      model = nnx.merge(setup.graphdef, setup.state.params, setup.state.rest)
+      x, _ = train_speed._data(ts, ts.eval_batch)
+      for name, m in ((f"eval-mode inference, batch {ts.eval_batch}", model),
+                      (f"packed inference, batch {ts.eval_batch}",
+                       packed.pack_model(model))):
+        fn = packed.inference_fn(m)
+        profiles[name] = profile(lambda fn=fn: fn(x), cfg.profile_steps, top=15)
+    for p in profiles.values():
+      p["precision"] = first
   return {"benchmark": RESULTS_NAME, "command": command,
           "config": dataclasses.asdict(cfg), "platform": jax.default_backend(),
           "devices": [d.device_kind for d in jax.devices()],
-          "date": datetime.date.today().isoformat(), "rows": rows, "profile": prof}
+          "date": datetime.date.today().isoformat(), "rows": rows,
+          "profiles": profiles}
 
 
 def format_markdown(r: dict) -> str:
@@ -294,6 +306,8 @@ def format_markdown(r: dict) -> str:
            "flipped |x|) |", "|---|---|---|---|---|---|---|---|---|"]
   for name, row in r["rows"].items():
     def agree(key):
+      if key not in row:  # a measurement this file's run did not make
+        return "–"
       v = row[key]
       return f"{v['max_abs_diff']:.3g} ({v['argmax_agreement']:.0%})"
     b, f = row["binary_train"], row["fp_train"]
@@ -307,16 +321,19 @@ def format_markdown(r: dict) -> str:
                  f"{agree(f'packed_args_vs_eval_b{e}')} | "
                  f"{agree(f'eval_b{e}_vs_eval_halves')} | "
                  f"{agree(f'eval_b1_vs_eval_b{e}')} | {flipped} |")
-  prof = r.get("profile")
-  if prof and prof.get("kernels"):
-    lines += ["", f"Binary train step's device kernels (float layers at "
-              f"`{prof['precision']}`), {prof['total_ms']:.1f} ms of kernel time per "
-              f"step, top {len(prof['kernels'])}:", "", "| kernel | ms/step | count |",
+  profiles = r.get("profiles") or ({"binary train step": r["profile"]}
+                                    if r.get("profile") else {})
+  for what, prof in profiles.items():
+    if not prof.get("kernels"):
+      lines += ["", f"Profile of the {what}: "
+                f"{prof.get('error', 'no device kernels in the trace')}."]
+      continue
+    lines += ["", f"Device kernels of the {what} (float layers at "
+              f"`{prof['precision']}`), {prof['total_ms']:.2f} ms of kernel time per "
+              f"call, top {len(prof['kernels'])}:", "", "| kernel | ms/call | count |",
               "|---|---|---|"]
     for name, ms, count in prof["kernels"]:
-      lines.append(f"| `{name[:90]}` | {ms:.2f} | {count:.0f} |")
-  elif prof:
-    lines += ["", f"Profile: {prof.get('error', 'no device kernels in the trace')}."]
+      lines.append(f"| `{name[:90]}` | {ms:.3f} | {count:.0f} |")
   return "\n".join(lines) + "\n"
 
 
