@@ -2,7 +2,7 @@
 # The GPU check of issue 16, one script: installs what a bare GPU machine with jax,
 # flax and optax lacks, runs the GPU tests and every GPU timing, and writes
 # benchmarks/results/{kernels,train_speed}_gpu.{md,json} naming the card. Each step
-# has its own time limit (at most 13 minutes in all; about 7-8 expected on an H200,
+# has its own time limit (at most 14 minutes in all; about 8-9 expected on an H200,
 # so GPU_CHECK_STEPS picks a subset where less device time is left).
 #
 #   bash benchmarks/gpu_check.sh [WHEEL_DIR]
@@ -100,7 +100,7 @@ else
     --channels=3 --classes=1000 --batch=256 --eval_batch=64 --backends=float \
     --compute_dtypes=float32,bfloat16 --also_methods= --repeats=10 --warmup=3 \
     --out="$RESULTS"
-  want precision && step precision 150 "$PY" -m benchmarks.gpu_precision \
+  want precision && step precision 170 "$PY" -m benchmarks.gpu_precision \
     --out="$RESULTS"
   # The tests that failed on the H200 on 2026-11-30, alone and without xdist, so that
   # their tracebacks come back even if the whole suite below runs out of time (xdist
