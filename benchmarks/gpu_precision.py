@@ -1,10 +1,12 @@
 r"""What the full-precision layers' matmul precision costs and buys on a GPU (issue 16).
 
 :func:`bnnjax.nn.layers.matmul_precision` computes every conv or matmul with a float
-operand (stem, shortcuts, classifier, BWN's input) at ``HIGHEST``, so that the
-eval-mode and the packed model, compiled as different programs, round alike; ±1
-products keep ``DEFAULT``. On Hopper ``DEFAULT`` is TF32 for float32. For each of the
-two precisions of the float layers, on the Bi-Real ResNet-18 (``--method``) at
+operand (stem, shortcuts, classifier, BWN's input) at ``HIGHEST`` in inference, so
+that the eval-mode and the packed model, compiled as different programs, round alike;
+±1 products keep ``DEFAULT``. On Hopper ``DEFAULT`` is TF32 for float32. For each of
+the two precisions of the float layers (the train steps at
+``config.train_float_precision``, the inference programs traced in
+:func:`bnnjax.nn.layers.float_precision`), on the Bi-Real ResNet-18 (``--method``) at
 ``--image_size`` with random weights and N(0, 1) images, this measures in one run:
 
 * the train step of the binary network and of its float twin (``method=fp``) at
@@ -54,7 +56,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from jax import lax
 
 from benchmarks import cli
 from benchmarks import train_speed
@@ -63,7 +64,7 @@ from bnnjax import packed
 from bnnjax.nn import layers
 
 RESULTS_NAME = "gpu_precision"
-PRECISIONS = {"highest": lax.Precision.HIGHEST, "default": lax.Precision.DEFAULT}
+PRECISIONS = ("highest", "default")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -110,26 +111,14 @@ class Config:
     train_speed_config(self)  # validates the rest (method, channels, classes)
 
 
-def train_speed_config(cfg: Config) -> train_speed.Config:
+def train_speed_config(cfg: Config, precision: str = "auto") -> train_speed.Config:
+  """The benchmark's network for :mod:`benchmarks.train_speed`, its train steps at
+  ``config.train_float_precision=precision``."""
   return train_speed.Config(
       batch=cfg.batch, repeats=cfg.repeats, warmup=cfg.warmup, width=cfg.width,
       image_size=cfg.image_size, channels=cfg.channels, classes=cfg.classes,
       eval_batch=cfg.eval_batch, method=cfg.method, also_methods="", backends="float",
-      seed=cfg.seed)
-
-
-@contextlib.contextmanager
-def float_layer_precision(precision: lax.Precision):
-  """Within this block, layers with a float operand compute at ``precision`` (±1
-  products keep ``DEFAULT``): :func:`layers.matmul_precision` replaced, so the
-  programs traced here take it."""
-  original = layers.matmul_precision
-  layers.matmul_precision = lambda spec: (lax.Precision.DEFAULT if spec.sign_operands
-                                          else precision)
-  try:
-    yield
-  finally:
-    layers.matmul_precision = original
+      train_float_precision=precision, seed=cfg.seed)
 
 
 def _compare(a: np.ndarray, b: np.ndarray) -> dict:
@@ -263,15 +252,17 @@ def run_benchmark(cfg: Config, command: str = "") -> dict:
   rows = {}
   for name in cfg.precisions.split(","):
     print(f"float layers at {name}:", file=sys.stderr, flush=True)
-    with float_layer_precision(PRECISIONS[name]):
-      rows[name] = {"binary_train": train_speed.time_training(ts, cfg.method, "float"),
-                    "fp_train": train_speed.time_training(ts, "fp", "float"),
-                    **agreement(ts)}
+    tsp = train_speed_config(cfg, name)  # the train steps' precision
+    rows[name] = {"binary_train": train_speed.time_training(tsp, cfg.method, "float"),
+                  "fp_train": train_speed.time_training(tsp, "fp", "float")}
+    with layers.float_precision(name):  # the inference programs' precision
+      rows[name].update(agreement(ts))
   profiles = {}
   if cfg.profile_steps:
     first = cfg.precisions.split(",")[0]
-    with float_layer_precision(PRECISIONS[first]):
-      call, _ = train_speed.train_step_call(ts, cfg.method, "float")
+    with layers.float_precision(first):
+      call, _ = train_speed.train_step_call(train_speed_config(cfg, first),
+                                            cfg.method, "float")
       profiles["binary train step"] = profile(call, cfg.profile_steps)
       setup = train_speed._set_up(ts, train_speed._config(ts, ts.method, "float"))
       model = nnx.merge(setup.graphdef, setup.state.params, setup.state.rest)

@@ -90,6 +90,8 @@ class Config:
     compute_dtypes: comma-separated ``binary_compute_dtype`` values the binary
       training step is timed at (the first gives the table's ``train`` column; e.g.
       ``float32,bfloat16`` on a GPU).
+    train_float_precision: ``config.train_float_precision`` of the train steps
+      timed (``auto``: the platform's default precision).
     method: quantization method of the binary convs (``bonn`` with its loss terms,
       the kernel loss decoupled, as ``configs/bonn_resnet18.py`` trains it).
     also_methods: further methods whose binary training step is timed, on ``auto``
@@ -114,6 +116,7 @@ class Config:
   classes: int = 10
   eval_batch: int = 0
   compute_dtypes: str = "auto"
+  train_float_precision: str = "auto"
   method: str = "xnor"
   also_methods: str = "xnorpp_1,bonn"
   backends: str = "float,packed,auto"
@@ -148,6 +151,9 @@ class Config:
     if not all(dtypes) or set(dtypes) - set(nn.COMPUTE_DTYPES):
       raise ValueError(f"--compute_dtypes={self.compute_dtypes!r}; allowed values are "
                        f"comma-separated {list(nn.COMPUTE_DTYPES)}.")
+    if self.train_float_precision not in nn.layers.FLOAT_PRECISIONS:
+      raise ValueError(f"--train_float_precision={self.train_float_precision!r}; "
+                       f"allowed values are {list(nn.layers.FLOAT_PRECISIONS)}.")
     unknown = set(self.backends.split(",")) - set(BACKENDS)
     if unknown:
       raise ValueError(f"--backends={self.backends!r}: {sorted(unknown)} unknown; "
@@ -159,7 +165,8 @@ def _config(cfg: Config, method: str, backend: str, dtype: str | None = None):
   c.update(model_name="resnet18", method=method, dataset="mnist", batch_size=cfg.batch,
            eval_batch_size=_eval_batch(cfg), optimizer="adam", lr=1e-3,
            schedule="constant", binary_compute=backend, seed=cfg.seed,
-           binary_compute_dtype=dtype or cfg.compute_dtypes.split(",")[0])
+           binary_compute_dtype=dtype or cfg.compute_dtypes.split(",")[0],
+           train_float_precision=cfg.train_float_precision)
   c.model_kwargs.update(width=cfg.width, stem="imagenet")
   if common.is_bonn(method):  # BONN's layers with its loss terms, as its config trains
     common.add_bonn(c, w_lr=c.lr / 10, kernel_decoupled=True)
@@ -226,7 +233,9 @@ def train_step_call(cfg: Config, method: str, backend: str, dtype: str | None = 
   step = trainer.make_train_step(setup.graphdef, setup.tx, setup.terms, setup.schedules,
                                  flags, trainer.setting(config, "clip_latent"), mesh,
                                  trainer.setting(config, "diagnostics_per_layer"),
-                                 optim.leaf_groups(config, setup.state.params))
+                                 optim.leaf_groups(config, setup.state.params),
+                                 nn.layers.train_float_precision(
+                                     trainer.setting(config, "train_float_precision")))
   x, y = _data(cfg, cfg.batch)
   batch = parallel.shard_batch({"image": np.asarray(x), "label": np.asarray(y)}, mesh)
   state = parallel.replicate(setup.state, mesh)

@@ -80,6 +80,11 @@ def base_config() -> ml_collections.ConfigDict:
   # the product rounded to bfloat16) or "auto" (bfloat16 on TPU, float32 on CPU and
   # GPU: docs/gpu.md).
   c.binary_compute_dtype = "auto"
+  # The precision of the layers with a float operand (stem, shortcuts, classifier,
+  # full-precision models) in the train step: "highest" (float32 on a GPU), "default"
+  # (the platform's: TF32 on Ampere/Hopper GPUs) or "auto" (= "default"). Evaluation
+  # and the packed model always use "highest" (docs/gpu.md). No effect on CPU.
+  c.train_float_precision = "auto"
   # Optimisation.
   c.batch_size = 128
   c.eval_batch_size = 500

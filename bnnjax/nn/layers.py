@@ -27,6 +27,8 @@ here), so optimizers, clipping and losses select them by type
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from typing import Sequence
 
 import jax
@@ -85,14 +87,52 @@ def finish(y, k_map, s, bias):
   return y
 
 
+# The precision of the layers with a float operand: HIGHEST, except inside
+# float_precision() (the trainer's train step, config.train_float_precision).
+_FLOAT_PRECISION = contextvars.ContextVar("bnnjax_float_precision",
+                                          default=lax.Precision.HIGHEST)
+FLOAT_PRECISIONS = ("auto", "highest", "default")
+
+
+@contextlib.contextmanager
+def float_precision(precision):
+  """Within this block, the programs traced compute the layers with a float operand
+  at ``precision`` (a ``lax.Precision`` or its name) instead of ``HIGHEST``; ±1
+  products keep ``DEFAULT`` (:func:`matmul_precision`).
+
+  The trainer traces its train step in this block at ``config.train_float_precision``
+  (:func:`train_float_precision`): bit-exact agreement between the eval-mode and the
+  packed model is a property of inference, and on an H200 ``HIGHEST`` made the float
+  twin of ResNet-18 train 3× slower (83.3 against 27.9 ms a step at batch 256) and the
+  binary one 12% slower (35.6 against 31.8 ms; docs/gpu.md). The eval step, the packed
+  model and ``load_trained`` keep ``HIGHEST``.
+  """
+  token = _FLOAT_PRECISION.set(lax.Precision(precision))
+  try:
+    yield
+  finally:
+    _FLOAT_PRECISION.reset(token)
+
+
+def train_float_precision(choice: str = "auto") -> lax.Precision:
+  """``config.train_float_precision`` as a ``lax.Precision``: ``"highest"``,
+  ``"default"`` (the platform's: TF32 for float32 on Ampere and Hopper GPUs, bfloat16
+  passes on TPU, float32 on CPU) or ``"auto"``, which is ``"default"``: training needs
+  no bit-exactness, and the platform's default is what other frameworks train at."""
+  if choice not in FLOAT_PRECISIONS:
+    raise ValueError(f"train_float_precision={choice!r}; allowed values are "
+                     f"{list(FLOAT_PRECISIONS)}.")
+  return lax.Precision.HIGHEST if choice == "highest" else lax.Precision.DEFAULT
+
+
 def matmul_precision(spec: QuantSpec) -> lax.Precision:
   """The precision of a layer's convolution or matmul, explicit so that results do not
   depend on the platform's default.
 
-  * ``DEFAULT`` where both operands are ±1 signs (``QuantSpec.sign_operands``): ±1 is exact in every format a GPU or TPU may use
-    for float32 at default precision (TF32, bfloat16), the products are ±1 and they
-    accumulate in float32, so the product is the exact integer at any precision, and
-    the fast one is taken;
+  * ``DEFAULT`` where both operands are ±1 signs (``QuantSpec.sign_operands``): ±1 is
+    exact in every format a GPU or TPU may use for float32 at default precision
+    (TF32, bfloat16), the products are ±1 and they accumulate in float32, so the
+    product is the exact integer at any precision, and the fast one is taken;
   * ``HIGHEST`` for every other layer (full precision, a float input against a ±1
     kernel as in BWN, multi-bit quantizers): float32 products, not TF32's 10-bit
     mantissa, which XLA uses by default for float32 convs and dots on Ampere and
@@ -101,9 +141,10 @@ def matmul_precision(spec: QuantSpec) -> lax.Precision:
     the signs the next binary layer takes of values near zero, and the two models'
     predictions then differ (issue 16: on an H200 only 0-52% of the argmaxes agreed).
     XLA:CPU computes float32 at full precision at any setting, so CPU results do not
-    change.
+    change. Inside :func:`float_precision` (the trainer's train step) these layers
+    take that block's precision instead.
   """
-  return lax.Precision.DEFAULT if spec.sign_operands else lax.Precision.HIGHEST
+  return lax.Precision.DEFAULT if spec.sign_operands else _FLOAT_PRECISION.get()
 
 
 def binary_compute_dtype(spec: QuantSpec, platform: str | None = None):

@@ -339,10 +339,15 @@ def _accuracy_counts(logits, labels, mask=None):
 
 
 def make_train_step(graphdef, tx, terms, schedules, latent_flags, clip_latent, mesh,
-                    per_layer_diagnostics=False, leaf_groups=None):
+                    per_layer_diagnostics=False, leaf_groups=None,
+                    float_precision=jax.lax.Precision.DEFAULT):
   """The jit-compiled step: loss (CE + Σ weight·term), gradient, update, clipping, and
   the diagnostics of :func:`bnnjax.train.diagnostics.training_diagnostics` (flip ratio and
   saturation of the binary weights, gradient and update norms).
+
+  The layers with a float operand compute at ``float_precision``
+  (``config.train_float_precision``, :func:`bnnjax.nn.layers.train_float_precision`;
+  the eval step keeps ``HIGHEST``).
 
   Decoupled terms (:mod:`bnnjax.train.loss_terms`) are left out of the gradient the
   optimizer sees; their gradient ``g_t`` is applied after it, each parameter at its
@@ -377,6 +382,10 @@ def make_train_step(graphdef, tx, terms, schedules, latent_flags, clip_latent, m
     return loss_lib.decoupled_loss(decoupled, nnx.merge(graphdef, params, rest))
 
   def step_fn(state: TrainState, batch):
+    with nn.layers.float_precision(float_precision):  # as the step is traced
+      return _step(state, batch)
+
+  def _step(state: TrainState, batch):
     grads, (metrics, rest) = jax.grad(loss_fn, has_aux=True)(
         state.params, state.rest, batch, state.step)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -650,7 +659,9 @@ def _train(config, workdir, setup: Setup, main: bool, checkpointer) -> dict[str,
   train_step = make_train_step(graphdef, tx, terms, schedules, latent_flags,
                                setting(config, "clip_latent"), mesh,
                                setting(config, "diagnostics_per_layer"),
-                               optim.leaf_groups(config, setup.state.params))
+                               optim.leaf_groups(config, setup.state.params),
+                               nn.layers.train_float_precision(
+                                   setting(config, "train_float_precision")))
   eval_step = make_eval_step(graphdef, mesh, packed=eval_model_is_packed(config),
                              params=setup.state.params, rest=setup.state.rest)
   # A finished run only re-evaluates: it adds no duplicate records.

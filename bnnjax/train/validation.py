@@ -154,6 +154,11 @@ def _compute_dtypes() -> tuple[str, ...]:
   return spec.COMPUTE_DTYPES
 
 
+def _float_precisions() -> tuple[str, ...]:
+  from bnnjax.nn import layers
+  return layers.FLOAT_PRECISIONS
+
+
 def _checks() -> dict[str, Callable]:
   from bnnjax.train import optim
   return {
@@ -178,6 +183,7 @@ def _checks() -> dict[str, Callable]:
       "quantize_last": _bool,
       "binary_compute": _one_of(_computes(), optional=True),
       "binary_compute_dtype": _one_of(_compute_dtypes(), optional=True),
+      "train_float_precision": _one_of(_float_precisions()),
       "batch_size": _int(1),
       "eval_batch_size": _int(1),
       "num_epochs": _real(0, strict=True),

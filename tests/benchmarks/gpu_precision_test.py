@@ -1,27 +1,16 @@
-"""benchmarks.gpu_precision: the precision switch restores the layers' own, sign flips
-are counted per binary layer (none on CPU, found where a packed model's input moves),
-the profile keeps the device's kernels, and bad flags name themselves."""
+"""benchmarks.gpu_precision: sign flips are counted per binary layer (none on CPU,
+found where a packed model's input moves), the profile keeps the device's kernels,
+and bad flags name themselves."""
 
 import jax
 import numpy as np
 import pytest
 from flax import nnx
-from jax import lax
 
 from benchmarks import gpu_precision as gp
 from bnnjax import models
 from bnnjax import nn
 from bnnjax import packed
-from bnnjax.nn import layers
-
-
-def test_float_layer_precision_is_scoped():
-  fp, xnor = nn.method_spec("fp"), nn.method_spec("xnor")
-  with gp.float_layer_precision(lax.Precision.DEFAULT):
-    assert layers.matmul_precision(fp) == lax.Precision.DEFAULT
-    assert layers.matmul_precision(xnor) == lax.Precision.DEFAULT
-  assert layers.matmul_precision(fp) == lax.Precision.HIGHEST
-  assert layers.matmul_precision(xnor) == lax.Precision.DEFAULT
 
 
 def test_sign_flips_per_binary_layer():

@@ -168,3 +168,46 @@ def test_a_model_exported_for_cuda_states_its_precisions():
       kinds["bf16 to f32"] += 1
   # the stem, the downsampling shortcuts and the classifier; the 16 binary convs
   assert kinds["f32 highest"] >= 2 and kinds["bf16 to f32"] >= 15, kinds
+
+
+def test_float_precision_block_sets_the_float_layers_only():
+  fp, xnor = nn.method_spec("fp"), nn.method_spec("xnor")
+  with layers.float_precision("default"):
+    assert layers.matmul_precision(fp) == lax.Precision.DEFAULT
+    assert layers.matmul_precision(xnor) == lax.Precision.DEFAULT
+    with layers.float_precision(lax.Precision.HIGHEST):
+      assert layers.matmul_precision(fp) == lax.Precision.HIGHEST
+    assert layers.matmul_precision(fp) == lax.Precision.DEFAULT
+  with pytest.raises(RuntimeError), layers.float_precision("default"):
+    raise RuntimeError
+  assert layers.matmul_precision(fp) == lax.Precision.HIGHEST
+  assert layers.train_float_precision("auto") == lax.Precision.DEFAULT
+  assert layers.train_float_precision("highest") == lax.Precision.HIGHEST
+  with pytest.raises(ValueError, match="train_float_precision='tf32'; allowed"):
+    layers.train_float_precision("tf32")
+
+
+@pytest.mark.parametrize("choice", ["auto", "highest"])
+def test_the_train_step_takes_train_float_precision(choice):
+  """The trainer's train step traces the float layers (here a full-precision
+  ResNet-18: every conv and the classifier) at ``config.train_float_precision``; the
+  eval step keeps HIGHEST."""
+  import optax
+
+  from bnnjax import models
+  from bnnjax.train import parallel, trainer
+  model = models.get_model("resnet18", num_classes=3, input_shape=(8, 8, 3),
+                           spec=nn.method_spec("fp"), rngs=nnx.Rngs(0), width=4)
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  tx = optax.sgd(0.1)
+  mesh = parallel.make_mesh()
+  step = trainer.make_train_step(graphdef, tx, [], {"default": optax.constant_schedule(0.1)},
+                                 [False] * len(jax.tree.leaves(params)), None, mesh,
+                                 float_precision=layers.train_float_precision(choice))
+  state = trainer.TrainState(jnp.zeros((), jnp.int32), params, rest, tx.init(params))
+  batch = {"image": jnp.ones((2, 8, 8, 3)), "label": jnp.array([0, 1])}
+  expected = DEFAULT if choice == "auto" else HIGHEST
+  found = precisions(step, state, batch)
+  assert found and set(found) == {expected}
+  evaluated = precisions(lambda x: nnx.merge(graphdef, params, rest)(x), batch["image"])
+  assert evaluated and set(evaluated) == {HIGHEST}

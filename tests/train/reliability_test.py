@@ -127,6 +127,8 @@ def assert_same_arrays(a, b):
     ("batch_size", "8", r"config.batch_size='8'; allowed values are integers"),
     ("progress", 1, r"config.progress=1; allowed values are True or False"),
     ("binary_compute", "fast", r"config.binary_compute='fast'; allowed values are \['float'"),
+    ("train_float_precision", "tf32",
+     r"config.train_float_precision='tf32'; allowed values are \['auto', 'highest'"),
     ("lrr", 0.1, r"config.lrr is not a config field. Did you mean config.lr\?"),
 ])
 def test_bad_values_are_refused_before_anything_is_written(tmp_path, field, value, match):
