@@ -60,7 +60,6 @@ from bnnjax import data as data_lib
 from bnnjax import methods
 from bnnjax import nn
 from bnnjax import packed
-from bnnjax.train import optim
 from bnnjax.train import parallel
 from bnnjax.train import trainer
 from configs import common
@@ -225,17 +224,8 @@ def train_step_call(cfg: Config, method: str, backend: str, dtype: str | None = 
   carrying the state from call to call, and returns the step's total loss."""
   config = _config(cfg, method, backend, dtype)
   setup = _set_up(cfg, config)
-  variables = jax.tree_util.tree_leaves_with_path(
-      setup.state.params, is_leaf=lambda v: isinstance(v, nnx.Variable))
-  flags = [isinstance(v, nn.LatentWeight) for _, v in variables]
   mesh = parallel.make_mesh()
-  # the arguments trainer._train passes (BONN's decoupled kernel loss needs the groups)
-  step = trainer.make_train_step(setup.graphdef, setup.tx, setup.terms, setup.schedules,
-                                 flags, trainer.setting(config, "clip_latent"), mesh,
-                                 trainer.setting(config, "diagnostics_per_layer"),
-                                 optim.leaf_groups(config, setup.state.params),
-                                 nn.layers.train_float_precision(
-                                     trainer.setting(config, "train_float_precision")))
+  step = trainer.train_step_for(config, setup, mesh)  # the trainer's own step
   x, y = _data(cfg, cfg.batch)
   batch = parallel.shard_batch({"image": np.asarray(x), "label": np.asarray(y)}, mesh)
   state = parallel.replicate(setup.state, mesh)

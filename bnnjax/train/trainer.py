@@ -417,6 +417,21 @@ def make_train_step(graphdef, tx, terms, schedules, latent_flags, clip_latent, m
   return jax.jit(step_fn, donate_argnums=(0,), out_shardings=parallel.replicated(mesh))
 
 
+def train_step_for(config, setup: Setup, mesh):
+  """The train step :func:`train_and_evaluate` runs for ``config``:
+  :func:`make_train_step` on ``setup`` with the config's latent-weight clipping,
+  diagnostics, learning-rate groups (BONN's decoupled kernel loss needs them) and
+  ``train_float_precision``. Benchmarks time this same step."""
+  variables = jax.tree_util.tree_leaves_with_path(
+      setup.state.params, is_leaf=lambda x: isinstance(x, nnx.Variable))
+  return make_train_step(
+      setup.graphdef, setup.tx, setup.terms, setup.schedules,
+      [isinstance(v, nn.LatentWeight) for _, v in variables],
+      setting(config, "clip_latent"), mesh, setting(config, "diagnostics_per_layer"),
+      optim.leaf_groups(config, setup.state.params),
+      nn.layers.train_float_precision(setting(config, "train_float_precision")))
+
+
 def eval_model_is_packed(config, platform: str | None = None) -> bool:
   """Whether the eval step runs the packed model (:func:`bnnjax.packed.pack_model`)
   rather than the eval-mode model, by ``config.binary_compute``: ``"packed"`` yes,
@@ -631,12 +646,11 @@ def _init_from(config, setup: Setup, state: TrainState):
 
 def _train(config, workdir, setup: Setup, main: bool, checkpointer) -> dict[str, float]:
   info, steps_per_epoch, total_steps = setup.info, setup.steps_per_epoch, setup.total_steps
-  graphdef, tx, terms, schedules = setup.graphdef, setup.tx, setup.terms, setup.schedules
+  graphdef = setup.graphdef
   variables = jax.tree_util.tree_leaves_with_path(
       setup.state.params, is_leaf=lambda x: isinstance(x, nnx.Variable))
-  latent_flags = [isinstance(v, nn.LatentWeight) for _, v in variables]
-  latent_names = {i: path_name(path)
-                  for i, (path, v) in enumerate(variables) if latent_flags[i]}
+  latent_names = {i: path_name(path) for i, (path, v) in enumerate(variables)
+                  if isinstance(v, nn.LatentWeight)}
   mesh = parallel.make_mesh()
   state = setup.state
   say = (lambda *a, **k: print(*a, **k)) if main else (lambda *a, **k: None)
@@ -656,12 +670,7 @@ def _train(config, workdir, setup: Setup, main: bool, checkpointer) -> dict[str,
   start = int(state.step)
   state = parallel.replicate(state, mesh)
 
-  train_step = make_train_step(graphdef, tx, terms, schedules, latent_flags,
-                               setting(config, "clip_latent"), mesh,
-                               setting(config, "diagnostics_per_layer"),
-                               optim.leaf_groups(config, setup.state.params),
-                               nn.layers.train_float_precision(
-                                   setting(config, "train_float_precision")))
+  train_step = train_step_for(config, setup, mesh)
   eval_step = make_eval_step(graphdef, mesh, packed=eval_model_is_packed(config),
                              params=setup.state.params, rest=setup.state.rest)
   # A finished run only re-evaluates: it adds no duplicate records.
