@@ -7,7 +7,7 @@ bit-packed XNOR-popcount kernel (exact, since the operands are ±1). Their
 ``custom_vjp`` backward pass is the vjp of the float product
 (:func:`bnnjax.kernels.float_conv.conv2d` / ``jnp.dot`` on the same ±1 operands, cast
 to ``compute_dtype`` when one is given and accumulated in ``xq``'s dtype, as the float
-path of a layer computes it: ``bnnjax.nn.layers.float_product``), so together with the
+path of a layer computes it: :func:`product_in_dtype`), so together with the
 quantizer's straight-through estimator a layer trains exactly as with the float
 reference. Options are non-differentiable arguments and must be hashable
 (``implementation`` a name or a tuple of names, ``compute_dtype`` a numpy dtype or
@@ -31,9 +31,11 @@ def _hashable(implementation):
   return tuple(implementation)
 
 
-def _in_compute_dtype(product, a, b, compute_dtype):
+def product_in_dtype(product, a, b, compute_dtype):
   """``product(a, b)`` with both operands in ``compute_dtype`` (None: ``a``'s dtype),
-  accumulated in and returned as ``a``'s dtype."""
+  accumulated in and returned as ``a``'s dtype: how a layer computes its float ±1
+  product (``bnnjax.nn.layers.float_product``) and the vjp of the packed kernels
+  here."""
   if compute_dtype is None or compute_dtype == a.dtype:
     return product(a, b.astype(a.dtype))
   return product(a.astype(compute_dtype), b.astype(compute_dtype),
@@ -41,7 +43,7 @@ def _in_compute_dtype(product, a, b, compute_dtype):
 
 
 def _conv_reference(xq, wq, strides, pads, pad_value, compute_dtype):
-  return _in_compute_dtype(
+  return product_in_dtype(
       lambda a, b, **kw: float_conv.conv2d(a, b, strides=strides, padding=pads,
                                            pad_value=pad_value, **kw),
       xq, wq, compute_dtype)
@@ -108,7 +110,7 @@ def _dense_fwd(xq, wq, implementation, interpret, compute_dtype):
 
 def _dense_bwd(implementation, interpret, compute_dtype, res, g):
   xq, wq = res
-  _, vjp = jax.vjp(lambda a, b: _in_compute_dtype(jnp.dot, a, b, compute_dtype), xq, wq)
+  _, vjp = jax.vjp(lambda a, b: product_in_dtype(jnp.dot, a, b, compute_dtype), xq, wq)
   gx, gw = vjp(g)
   return gx, gw.astype(wq.dtype)
 

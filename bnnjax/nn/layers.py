@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 from typing import Sequence
 
 import jax
@@ -39,6 +40,7 @@ from jax import lax
 from bnnjax import kernels
 from bnnjax import methods
 from bnnjax.kernels import float_conv
+from bnnjax.kernels import ste as kernel_ste
 from bnnjax.methods.bonn import ClassCenter  # noqa: F401  (re-exported)
 from bnnjax.methods.bonn import FeaturePrior  # noqa: F401  (re-exported)
 from bnnjax.methods.bonn import Modulation  # noqa: F401  (re-exported)
@@ -228,11 +230,9 @@ def float_product(product, xq, wq, spec):
   (:func:`binary_compute_dtype`, accumulated in ``xq``'s dtype). The one place the
   float products of the eval-mode and the packed layers get both, so that the two
   round alike."""
-  dtype = binary_compute_dtype(spec)
-  if dtype is None or dtype == xq.dtype:
-    return product(xq, wq, precision=matmul_precision(spec))
-  return product(xq.astype(dtype), wq.astype(dtype), precision=matmul_precision(spec),
-                 preferred_element_type=xq.dtype)
+  return kernel_ste.product_in_dtype(
+      functools.partial(product, precision=matmul_precision(spec)), xq, wq,
+      binary_compute_dtype(spec))
 
 
 class _QuantLayer(nnx.Module):
