@@ -213,12 +213,16 @@ def agreement(ts: train_speed.Config) -> dict:
   return out
 
 
+def _process_names(trace: dict) -> dict:
+  """``{pid: name}`` of the trace's processes (its ``process_name`` metadata)."""
+  return {e["pid"]: e.get("args", {}).get("name", "") for e in trace["traceEvents"]
+          if e.get("ph") == "M" and e.get("name") == "process_name"}
+
+
 def _device_events(trace: dict) -> list[dict]:
   """Complete events (``ph == "X"``) of the trace's device processes (names with
   ``GPU`` or ``TPU``; every process when none has such a name, e.g. on a CPU)."""
-  names = {e["pid"]: e.get("args", {}).get("name", "") for e in trace["traceEvents"]
-           if e.get("ph") == "M" and e.get("name") == "process_name"}
-  device = {pid for pid, n in names.items() if "GPU" in n or "TPU" in n}
+  device = {pid for pid, n in _process_names(trace).items() if "GPU" in n or "TPU" in n}
   return [e for e in trace["traceEvents"] if e.get("ph") == "X" and "dur" in e
           and (not device or e.get("pid") in device)]
 
@@ -241,10 +245,8 @@ def profile(call, steps: int, top: int = 25) -> dict:
     total[e["name"]] += e["dur"] / 1e3 / steps
     count[e["name"]] += 1 / steps
   kernels = [(name, ms, count[name]) for name, ms in total.most_common(top)]
-  processes = sorted({e.get("args", {}).get("name", "") for e in trace["traceEvents"]
-                      if e.get("ph") == "M" and e.get("name") == "process_name"})
   return {"kernels": kernels, "total_ms": float(sum(total.values())),
-          "processes": processes}
+          "processes": sorted(set(_process_names(trace).values()))}
 
 
 def run_benchmark(cfg: Config, command: str = "") -> dict:
