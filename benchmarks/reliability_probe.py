@@ -492,4 +492,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+  from bnnjax import host_memory
+  host_memory.use_huge_pages()  # before JAX starts: see bnnjax/host_memory.py
   sys.exit(main())

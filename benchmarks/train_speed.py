@@ -519,4 +519,6 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
+  from bnnjax import host_memory
+  host_memory.use_huge_pages()  # before JAX starts: see bnnjax/host_memory.py
   main()

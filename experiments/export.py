@@ -147,5 +147,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  from bnnjax import host_memory
+  host_memory.use_huge_pages()  # before JAX starts: see bnnjax/host_memory.py
   _define_flags()
   app.run(main)

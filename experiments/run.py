@@ -59,6 +59,8 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  from bnnjax import host_memory
+  host_memory.use_huge_pages()  # before JAX starts: see bnnjax/host_memory.py
   from bnnjax.train import cli
   _define_flags()
   flags.mark_flags_as_required(["config"])
