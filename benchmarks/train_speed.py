@@ -373,6 +373,7 @@ def run_benchmark(cfg: Config, command: str = "") -> dict:
           "config": dataclasses.asdict(cfg), "platform": jax.default_backend(),
           "devices": [d.device_kind for d in jax.devices()],
           "machine": cli.cpu_description(), "cpus": os.cpu_count(),
+          "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
           "date": datetime.date.today().isoformat(), "rounds": rounds,
           "summary": summary}
 
@@ -412,7 +413,9 @@ def format_markdown(r: dict) -> str:
            else ", ".join(sorted(set(r["devices"]))))
   lines = [f"# Bi-Real ResNet-18 training and inference speed ({r['platform']}, "
            f"{where}, {r['date']})", "",
-           f"Machine: {r['machine']}; devices: {', '.join(r['devices'])}.", "",
+           f"Machine: {r['machine']}; devices: {', '.join(r['devices'])}"
+           + (f"; `GLIBC_TUNABLES={r['glibc_tunables']}` (bnnjax.host_memory; the "
+              "peers inherit it)" if r.get("glibc_tunables") else "") + ".", "",
            f"`{r['command']}`", "",
            f"{geometry}, width {cfg['width']}, ImageNet stem, `{cfg['method']}` binary "
            f"convs, training batch {b}, inference batch 1 and {e}, Adam; median of "

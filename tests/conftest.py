@@ -29,6 +29,11 @@ took 5.3-5.6 s instead of 7.4-10.3 s (same machine, same load, alternated). A st
 somewhat slower (20 steps 1.10 s against 0.65 s), which the suite's short runs do not
 feel. Appended to ``XLA_FLAGS`` like the level, and for the same reasons harmless to
 what the tests check.
+
+Huge pages: the commands restart themselves with glibc's ``glibc.malloc.hugetlb=1``
+(:mod:`bnnjax.host_memory`); the suite puts it in the environment the same way, so
+that the xdist workers (started after this file is read) and the commands the tests
+start run as users' commands do.
 """
 
 import os
@@ -55,6 +60,12 @@ if _jaxlib_version() < (0, 11):
 for _flag in _FLAGS:
   if _flag.split("=")[0] not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _flag).strip()
+
+from bnnjax import host_memory  # noqa: E402  (light: no JAX)
+_TUNED = host_memory.tuned_environ(dict(os.environ), host_memory.glibc_version(),
+                                   host_memory.thp_mode())
+if _TUNED is not None:
+  os.environ["GLIBC_TUNABLES"] = _TUNED["GLIBC_TUNABLES"]
 
 # The persistent compilation cache, through the environment as well, so that the CLI
 # runs the tests start in subprocesses share it.
