@@ -71,3 +71,24 @@ def test_bonn_is_timed_with_its_loss_terms():
   assert set(c.loss_terms) >= {"bayesian_kernel", "bayesian_feature"}
   assert c.bonn_kernel_decoupled
   assert "bayesian_kernel" not in ts._config(ts.Config(), "xnor", "auto").loss_terms
+
+
+def test_train_steps_are_warmed_up_then_timed_interleaved(monkeypatch):
+  """Every step is built and warmed up first, then one call of each in turn."""
+  order = []
+
+  class Config:  # the one field train_speed's step builder reads here
+    binary_compute_dtype = "auto"
+
+  def fake_call(cfg, method, backend, dtype=None):
+    def call():
+      order.append(method)
+      return 0.0
+    return call, Config()
+  monkeypatch.setattr(ts, "train_step_call", fake_call)
+  cfg = ts.Config(repeats=3, warmup=2)
+  out = ts.time_training_steps(cfg, {"a": ("xnor", "auto", None),
+                                     "b": ("bonn", "auto", None)})
+  assert order == ["xnor"] * 2 + ["bonn"] * 2 + ["xnor", "bonn"] * 3
+  assert set(out) == {"a", "b"}
+  assert all(r["median_ms"] >= 0 and r["img_per_s"] > 0 for r in out.values())
