@@ -188,19 +188,32 @@ def _set_up(cfg: Config, config):
   return trainer.set_up(config, info=_info(cfg))
 
 
-def _time(fn, repeats: int, warmup: int) -> dict:
+def _warm_up(fn, warmup: int) -> float:
+  """Calls ``fn`` ``warmup`` times (at least once: the first call compiles) and
+  returns the first call's seconds."""
   t0 = time.perf_counter()
   jax.block_until_ready(fn())
   first = time.perf_counter() - t0
   for _ in range(max(warmup - 1, 0)):
     jax.block_until_ready(fn())
-  ts = []
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    jax.tree.map(np.asarray, fn())  # forced to the host, as the peers do
-    ts.append(time.perf_counter() - t0)
-  return {"median_ms": 1e3 * statistics.median(ts), "min_ms": 1e3 * min(ts),
+  return first
+
+
+def _timed_call(fn) -> float:
+  """Seconds of one call of ``fn``, its outputs forced to the host, as the peers do."""
+  t0 = time.perf_counter()
+  jax.tree.map(np.asarray, fn())
+  return time.perf_counter() - t0
+
+
+def _summary(times: list[float], first: float) -> dict:
+  return {"median_ms": 1e3 * statistics.median(times), "min_ms": 1e3 * min(times),
           "first_call_s": first}
+
+
+def _time(fn, repeats: int, warmup: int) -> dict:
+  first = _warm_up(fn, warmup)
+  return _summary([_timed_call(fn) for _ in range(repeats)], first)
 
 
 def _progress(label: str, r: dict) -> None:
@@ -245,25 +258,18 @@ def time_training_steps(cfg: Config, steps: dict) -> dict:
   the same program (``packed`` and ``auto`` train the peer network's convs alike)
   measured 90 and 113-119 ms in one run; interleaved in one process, 86-102 against
   88-97 ms. ``{key: {"median_ms", "min_ms", "first_call_s", "img_per_s"}}``."""
-  calls, out = {}, {}
+  calls, first = {}, {}
   for key, (method, backend, dtype) in steps.items():
     call, config = train_step_call(cfg, method, backend, dtype)
-    t0 = time.perf_counter()
-    jax.block_until_ready(call())
-    out[key] = {"first_call_s": time.perf_counter() - t0}
-    for _ in range(max(cfg.warmup - 1, 0)):
-      jax.block_until_ready(call())
+    first[key] = _warm_up(call, cfg.warmup)
     calls[key] = (call, f"train {method} {backend} {config.binary_compute_dtype}")
   times = {key: [] for key in calls}
   for _ in range(cfg.repeats):
     for key, (call, _) in calls.items():
-      t0 = time.perf_counter()
-      jax.tree.map(np.asarray, call())  # forced to the host, as the peers do
-      times[key].append(time.perf_counter() - t0)
+      times[key].append(_timed_call(call))
+  out = {}
   for key, (_, label) in calls.items():
-    r = out[key]
-    r.update(median_ms=1e3 * statistics.median(times[key]),
-             min_ms=1e3 * min(times[key]))
+    r = out[key] = _summary(times[key], first[key])
     r["img_per_s"] = cfg.batch / (r["median_ms"] / 1e3)
     _progress(label, r)
   return out
