@@ -14,14 +14,19 @@ from typing import Callable, Sequence
 
 
 def parse_args(config_cls, argv: Sequence[str] | None, *, description: str,
-               out_help: str):
-  """``--field=value`` for every field of ``config_cls`` and ``--out``.
+               out_help: str = "the directory the results files are written to"):
+  """``--field=value`` for every field of ``config_cls`` (``--field`` /
+  ``--no-field`` for a bool) and ``--out``.
 
   Returns ``(config_cls(...), out)``.
   """
   p = argparse.ArgumentParser(description=description)
   for field in dataclasses.fields(config_cls):
-    p.add_argument(f"--{field.name}", type=type(field.default), default=field.default)
+    if isinstance(field.default, bool):
+      p.add_argument(f"--{field.name}", action=argparse.BooleanOptionalAction,
+                     default=field.default)
+    else:
+      p.add_argument(f"--{field.name}", type=type(field.default), default=field.default)
   p.add_argument("--out", default="benchmarks/results", help=out_help)
   args = vars(p.parse_args(argv))
   out = args.pop("out")

@@ -231,22 +231,35 @@ def _data(cfg: Config, n: int):
   return x, y
 
 
+def config_step_call(config, info: data_lib.DatasetInfo, seed: int = 0):
+  """``(call, lower, setup)`` for ``config``'s own train step (the trainer's, as
+  ``experiments.run`` builds it) on one fixed batch of random N(0, 1) images of
+  ``info``'s shape and random labels: ``call()`` runs the step once, carrying the
+  state from call to call, and returns its total loss; ``lower()`` lowers the step
+  for the current state (``lower().cost_analysis()``); ``setup`` is the trainer's
+  :class:`~bnnjax.train.trainer.Setup` (``total_steps`` of a run on ``info``)."""
+  setup = trainer.set_up(config, info=info)
+  mesh = parallel.make_mesh()
+  step = trainer.train_step_for(config, setup, mesh)  # the trainer's own step
+  rng = np.random.default_rng(seed)
+  n = config.batch_size
+  batch = parallel.shard_batch(
+      {"image": rng.standard_normal((n, *info.image_shape)).astype(np.float32),
+       "label": rng.integers(0, info.num_classes, n).astype(np.int32)}, mesh)
+  holder = [parallel.replicate(setup.state, mesh)]
+
+  def call():
+    holder[0], metrics = step(holder[0], batch)
+    return metrics["loss/total"]
+  return call, lambda: step.lower(holder[0], batch), setup
+
+
 def train_step_call(cfg: Config, method: str, backend: str, dtype: str | None = None):
   """``(call, config)``: ``call()`` runs the trainer's train step once on fixed random
   data (binary products in ``dtype``, default the first of ``--compute_dtypes``),
   carrying the state from call to call, and returns the step's total loss."""
   config = _config(cfg, method, backend, dtype)
-  setup = _set_up(cfg, config)
-  mesh = parallel.make_mesh()
-  step = trainer.train_step_for(config, setup, mesh)  # the trainer's own step
-  x, y = _data(cfg, cfg.batch)
-  batch = parallel.shard_batch({"image": np.asarray(x), "label": np.asarray(y)}, mesh)
-  state = parallel.replicate(setup.state, mesh)
-  holder = [state]
-
-  def call():
-    holder[0], metrics = step(holder[0], batch)
-    return metrics["loss/total"]
+  call, _, _ = config_step_call(config, _info(cfg), cfg.seed)
   return call, config
 
 
@@ -540,18 +553,7 @@ def _write(results, out):
 
 
 def _parse(argv):
-  import argparse
-  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  for f in dataclasses.fields(Config):
-    if f.type in ("bool", bool):
-      p.add_argument(f"--{f.name}", action=argparse.BooleanOptionalAction,
-                     default=f.default)
-    else:
-      p.add_argument(f"--{f.name}", type=type(f.default), default=f.default)
-  p.add_argument("--out", default="benchmarks/results")
-  args = vars(p.parse_args(argv))
-  out = args.pop("out")
-  return Config(**args), out
+  return cli.parse_args(Config, argv, description=__doc__.split("\n")[0])
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
