@@ -84,3 +84,17 @@ def main(module: str, argv: Sequence[str] | None, *, parse, run_benchmark, write
   print(format_markdown(results))
   print(f"wrote {md_path} and {json_path}")
   return results
+
+
+def config_main(module: str, config_cls, argv: Sequence[str] | None, *, doc: str,
+                results_name: str, run_benchmark, format_markdown) -> dict:
+  """:func:`main` for a benchmark whose flags are ``config_cls``'s fields
+  (:func:`parse_args`, described by ``doc``'s first line) and whose results are
+  ``<out>/<results_name>_<platform>.md`` / ``.json``."""
+  return main(
+      module, argv,
+      parse=lambda a: parse_args(config_cls, a, description=doc.split("\n")[0]),
+      run_benchmark=run_benchmark,
+      write=lambda r, out: write_results(r, f"{out}/{results_name}_{r['platform']}",
+                                         format_markdown),
+      format_markdown=format_markdown)

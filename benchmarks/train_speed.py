@@ -547,19 +547,10 @@ def format_markdown(r: dict) -> str:
   return "\n".join(lines) + "\n"
 
 
-def _write(results, out):
-  return cli.write_results(results, f"{out}/{RESULTS_NAME}_{results['platform']}",
-                           format_markdown)
-
-
-def _parse(argv):
-  return cli.parse_args(Config, argv, description=__doc__.split("\n")[0])
-
-
 def main(argv: Sequence[str] | None = None) -> dict:
-  return cli.main("benchmarks.train_speed", argv, parse=_parse,
-                  run_benchmark=run_benchmark, write=_write,
-                  format_markdown=format_markdown)
+  return cli.config_main("benchmarks.train_speed", Config, argv, doc=__doc__,
+                         results_name=RESULTS_NAME, run_benchmark=run_benchmark,
+                         format_markdown=format_markdown)
 
 
 if __name__ == "__main__":
