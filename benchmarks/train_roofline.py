@@ -228,9 +228,21 @@ def _one_core_child(cfg_json: str) -> None:
   print("ONE_CORE " + json.dumps(out), flush=True)
 
 
+def cores() -> int:
+  """The cores this process may run on (its CPU affinity where the OS has one)."""
+  if hasattr(os, "sched_getaffinity"):
+    return len(os.sched_getaffinity(0))
+  return os.cpu_count() or 1
+
+
 def one_core(cfg: Config) -> dict:
   """The steps and the product timed in a child process pinned to one core (the
-  first this process may run on), as :func:`_one_core_child` prints them."""
+  first this process may run on), as :func:`_one_core_child` prints them; ``{}``
+  where the OS cannot pin a process (no ``os.sched_setaffinity``: macOS)."""
+  if not hasattr(os, "sched_setaffinity"):
+    print("train_roofline: this OS cannot pin a process to one core; the core floor "
+          "is left out", file=sys.stderr)
+    return {}
   core = min(os.sched_getaffinity(0))
   child_cfg = dataclasses.replace(cfg, profile_steps=0, one_core=False)
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -250,7 +262,7 @@ def one_core(cfg: Config) -> dict:
 
 
 def run_benchmark(cfg: Config, command: str = "") -> dict:
-  cores = len(os.sched_getaffinity(0))
+  n_cores = cores()
   rows = {name: measure(cfg, name) for name in cfg.workloads.split(",")}
   gemm_all = gemm_rate(cfg.gemm)
   single = one_core(cfg) if cfg.one_core else {}
@@ -258,12 +270,12 @@ def run_benchmark(cfg: Config, command: str = "") -> dict:
     if single:
       r["one_core_wall_ms"] = single[name]["wall_ms"]
       r["scaling"] = r["one_core_wall_ms"] / r["wall_ms"]
-    r.update(floors(r["gflop"], cores, gemm_all, r.get("one_core_wall_ms")))
+    r.update(floors(r["gflop"], n_cores, gemm_all, r.get("one_core_wall_ms")))
     if "matmul_thunk_ms" in r:
       r["matmul_thunk_gflops"] = r["gflop"] / (r["matmul_thunk_ms"] / 1e3)
   return {"benchmark": RESULTS_NAME, "command": command,
           "config": dataclasses.asdict(cfg), "platform": jax.default_backend(),
-          "machine": cli.cpu_description(), "cores": cores,
+          "machine": cli.cpu_description(), "cores": n_cores,
           "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
           "date": datetime.date.today().isoformat(),
           "gemm_gflops": gemm_all, "gemm_gflops_one_core": single.get("gemm_gflops"),
@@ -275,13 +287,13 @@ def _f(v, fmt="{:.1f}"):
 
 
 def format_markdown(r: dict) -> str:
-  cfg, cores = r["config"], r["cores"]
+  cfg, n_cores = r["config"], r["cores"]
   lines = [f"# How close the train step is to this machine's floors ({r['platform']}, "
-           f"{cores} cores, {r['date']})", "",
+           f"{n_cores} cores, {r['date']})", "",
            f"Machine: {r['machine']}; `GLIBC_TUNABLES={r['glibc_tunables']}`.", "",
            f"`{r['command']}`", "",
            f"float32 matmul, {cfg['gemm']}² (GFLOP/s): {r['gemm_gflops']:.0f} on "
-           f"{cores} cores, {_f(r['gemm_gflops_one_core'], '{:.0f}')} on one.", "",
+           f"{n_cores} cores, {_f(r['gemm_gflops_one_core'], '{:.0f}')} on one.", "",
            "Floors: *matmul* = the step's GFLOP ÷ the all-core matmul rate; *core* = "
            "the one-core step ÷ the cores (perfect scaling). Median of "
            f"{cfg['repeats']} steps; CPU = user + system time per step.", "",

@@ -49,14 +49,29 @@ def test_tiny_run_writes_every_field(tmp_path):
               "matmul_thunk_gflops", "first_call_s"):
     assert w[key] > 0, key
   assert data["gemm_gflops"] > 0 and data["gemm_gflops_one_core"] > 0
-  cores = len(os.sched_getaffinity(0))
-  assert data["cores"] == cores
+  cores = tr.cores()
+  assert data["cores"] == cores == len(os.sched_getaffinity(0))
   assert w["matmul_floor_ms"] == pytest.approx(1e3 * w["gflop"] / data["gemm_gflops"])
   assert w["core_floor_ms"] == pytest.approx(w["one_core_wall_ms"] / cores)
   assert w["run_steps"] == 64000 // 8  # one epoch of train_speed's 64,000 examples
   md = (tmp_path / "train_roofline_cpu.md").read_text()
   assert "| `peer` (xnor, width 4, batch 8) |" in md
   assert "README command" not in md  # only with the readme workload
+
+
+def test_no_core_floor_where_a_process_cannot_be_pinned(monkeypatch):
+  monkeypatch.delattr(os, "sched_setaffinity")
+  assert tr.one_core(tr.Config()) == {}
+  r = {"config": {"gemm": 64, "repeats": 1, "profile_steps": 0}, "cores": 2,
+       "platform": "cpu", "date": "d", "machine": "m", "glibc_tunables": "",
+       "command": "c", "gemm_gflops": 10.0, "gemm_gflops_one_core": None,
+       "rows": {"readme": {"method": "bonn", "width": 16, "batch": 128, "gflop": 1.0,
+                           "wall_ms": 200.0, "cpu_ms": 300.0, "first_call_s": 9.0,
+                           "run_steps": 10, **tr.floors(1.0, 2, 10.0, None)}}}
+  md = tr.format_markdown(r)
+  assert "| 1.00 | 200.0 | 300.0 | – | – | 100.0 | – | – |" in md
+  # without a core floor the README line falls back to the matmul floor
+  assert "at the measured step 2 s of steps; at the matmul floor 1 s" in md
 
 
 def test_config_errors():
