@@ -223,12 +223,18 @@ def _progress(label: str, r: dict) -> None:
         file=sys.stderr, flush=True)
 
 
+def random_batch(n: int, image_shape, num_classes: int, seed: int):
+  """``n`` random N(0, 1) float32 images of ``image_shape`` and int32 labels below
+  ``num_classes`` (numpy), the peers' kind of fixed data."""
+  rng = np.random.default_rng(seed)
+  x = rng.standard_normal((n, *image_shape)).astype(np.float32)
+  return x, rng.integers(0, num_classes, n).astype(np.int32)
+
+
 def _data(cfg: Config, n: int):
-  rng = np.random.default_rng(cfg.seed)
-  shape = (n, cfg.image_size, cfg.image_size, cfg.channels)
-  x = jnp.asarray(rng.standard_normal(shape), jnp.float32)
-  y = jnp.asarray(rng.integers(0, cfg.classes, n), jnp.int32)
-  return x, y
+  x, y = random_batch(n, (cfg.image_size, cfg.image_size, cfg.channels), cfg.classes,
+                      cfg.seed)
+  return jnp.asarray(x), jnp.asarray(y)
 
 
 def config_step_call(config, info: data_lib.DatasetInfo, seed: int = 0):
@@ -241,11 +247,8 @@ def config_step_call(config, info: data_lib.DatasetInfo, seed: int = 0):
   setup = trainer.set_up(config, info=info)
   mesh = parallel.make_mesh()
   step = trainer.train_step_for(config, setup, mesh)  # the trainer's own step
-  rng = np.random.default_rng(seed)
-  n = config.batch_size
-  batch = parallel.shard_batch(
-      {"image": rng.standard_normal((n, *info.image_shape)).astype(np.float32),
-       "label": rng.integers(0, info.num_classes, n).astype(np.int32)}, mesh)
+  x, y = random_batch(config.batch_size, info.image_shape, info.num_classes, seed)
+  batch = parallel.shard_batch({"image": x, "label": y}, mesh)
   holder = [parallel.replicate(setup.state, mesh)]
 
   def call():
